@@ -1,0 +1,19 @@
+"""sktransfer: transfer learning as scikit-learn estimators."""
+
+from ._cache import feature_cache
+from .backbones import Backbone, list_backbones, register_backbone, resolve_backbone
+from .feature_transfer import FeatureTransferClassifier, FeatureTransferRegressor
+from .features import PretrainedFeatures
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backbone",
+    "FeatureTransferClassifier",
+    "FeatureTransferRegressor",
+    "PretrainedFeatures",
+    "feature_cache",
+    "list_backbones",
+    "register_backbone",
+    "resolve_backbone",
+]

@@ -1,0 +1,170 @@
+"""Resolve a backbone spec into a ``Backbone``: module, preprocessing, parameter blocks.
+
+A spec is one of: a registered name (``list_backbones()``), a torchvision
+classification model name (``"resnet18"``), a timm model name (``"timm/convnext_tiny"``,
+or a bare timm name that torchvision does not have), an ``nn.Module`` whose output is
+the features, or a fitted sktransfer estimator / skorch net whose trained network
+becomes the source model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from .._inputs import ImagePreprocess, looks_like_images
+from ._base import POOLINGS, Backbone, Pooled, param_blocks
+from ._vision import build_efficientnet_lite, build_timm, build_torchvision, require, torchvision_names
+
+__all__ = [
+    "Backbone",
+    "register_backbone",
+    "list_backbones",
+    "resolve_backbone",
+    "param_blocks",
+    "POOLINGS",
+]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., Backbone]
+    modality: str
+    description: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_backbone(
+    name: str, builder: Callable[..., Backbone], *, modality: str = "image", description: str = ""
+) -> None:
+    """Register ``builder`` under ``name`` so that ``backbone=name`` works everywhere.
+
+    ``builder(weights=..., layer=..., pooling=..., random_state=...)`` returns a
+    ``Backbone``; it is called in ``fit``, never at import or in ``__init__``.
+    Registering an existing name replaces it.
+    """
+    if modality not in ("image", "tabular", "text"):
+        raise ValueError(f"modality={modality!r} must be 'image', 'tabular' or 'text'.")
+    _REGISTRY[name] = _Entry(builder, modality, description)
+
+
+def list_backbones(*, include_torchvision: bool = False) -> list[str]:
+    """Registered names (the packaged, offline models first); torchvision's on request."""
+    names = list(_REGISTRY)
+    if include_torchvision:
+        names += [n for n in torchvision_names() if n not in _REGISTRY]
+    return names
+
+
+for _v in (0, 1, 2):
+    register_backbone(
+        f"efficientnet_lite{_v}",
+        build_efficientnet_lite(_v),
+        description=f"EfficientNet-Lite{_v}, ImageNet-1k weights packaged offline (sktransfer[assets])",
+    )
+
+
+def _fitted_backbone(spec) -> Backbone | None:
+    """The trained network of a fitted sktransfer estimator or skorch net, if ``spec`` is one."""
+    bb = getattr(spec, "backbone_", None)
+    if isinstance(bb, Backbone):
+        return bb
+    module = getattr(spec, "module_", None)
+    if isinstance(module, nn.Module):  # a fitted skorch NeuralNet
+        return Backbone(module=module, modality=None, preprocess=ImagePreprocess(channels=None), name=type(module).__name__)
+    return None
+
+
+def spec_modality(spec, X=None) -> str:
+    """What input a spec takes, without loading any weights."""
+    if isinstance(spec, str):
+        if spec in _REGISTRY:
+            return _REGISTRY[spec].modality
+        return "image"
+    fitted = _fitted_backbone(spec)
+    modality = fitted.modality if fitted is not None else None
+    if modality is None and X is not None:
+        modality = "image" if looks_like_images(X) else "tabular"
+    return modality or "tabular"
+
+
+def resolve_backbone(
+    spec, *, weights="DEFAULT", layer=None, pooling="avg", random_state=None, image_size=None
+) -> Backbone:
+    """Build (and load the weights of) the backbone ``spec`` names. Never mutates ``spec``."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}.")
+    if isinstance(spec, Backbone):
+        bb = spec.copy()
+    elif isinstance(spec, str):
+        bb = _resolve_name(spec, weights=weights, layer=layer, pooling=pooling, random_state=random_state)
+    elif isinstance(spec, nn.Module):
+        bb = _from_module(spec, layer=layer, pooling=pooling)
+    elif (fitted := _fitted_backbone(spec)) is not None:
+        bb = fitted.copy()
+        if layer is not None:
+            bb.module = _from_module(bb.module, layer=layer, pooling=pooling).module
+    elif inspect.isclass(spec) and issubclass(spec, nn.Module):
+        raise TypeError(f"backbone={spec.__name__} is a class; pass an instance, e.g. {spec.__name__}().")
+    elif hasattr(spec, "fit") and hasattr(spec, "get_params"):
+        raise ValueError(
+            f"backbone={type(spec).__name__}(...) is not fitted; fit it on the source task first "
+            "(its trained network becomes the source model)."
+        )
+    else:
+        raise TypeError(
+            f"backbone={spec!r} ({type(spec).__name__}) is not a backbone spec: pass a name "
+            "(see sktransfer.list_backbones()), an nn.Module, or a fitted sktransfer estimator."
+        )
+    if image_size is not None and bb.preprocess is not None:
+        bb.preprocess = bb.preprocess.with_image_size(image_size)
+    return bb
+
+
+def _resolve_name(name: str, **kw) -> Backbone:
+    if name in _REGISTRY:
+        return _REGISTRY[name].builder(**kw)
+    if name.startswith("timm/"):
+        return build_timm(name, **kw)
+    tv = torchvision_names()
+    if name in tv:
+        return build_torchvision(name, **kw)
+    try:
+        timm = require("timm", "timm")
+    except ImportError:
+        timm = None
+    if timm is not None and timm.is_model(name):
+        return build_timm(name, **kw)
+    close = difflib.get_close_matches(name, list(_REGISTRY) + tv, n=3)
+    raise ValueError(
+        f"backbone={name!r} is not a known model name"
+        + (f"; did you mean {close}?" if close else ".")
+        + " Registered: "
+        + ", ".join(_REGISTRY)
+        + "; any torchvision classification model; timm models as 'timm/<name>' "
+        "(pip install 'sktransfer[timm]')."
+    )
+
+
+def _from_module(module: nn.Module, *, layer, pooling) -> Backbone:
+    import copy
+
+    module = copy.deepcopy(module)  # the user's module is never mutated
+    if layer is not None:
+        from ._vision import split_classifier
+
+        body, _ = split_classifier(module, layer, pooling)
+    else:
+        body = Pooled(module, pooling)
+    return Backbone(
+        module=body,
+        modality=None,
+        preprocess=ImagePreprocess(channels=None),
+        name=type(module).__name__,
+    )

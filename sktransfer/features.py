@@ -1,0 +1,181 @@
+"""``PretrainedFeatures``: a frozen pretrained backbone as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import re
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._device import PRECISIONS, resolve_device
+from ._extract import extract, forward_rows
+from ._inputs import TabularRows, as_images, as_text
+from .backbones import POOLINGS, resolve_backbone, spec_modality
+from .backbones._vision import _Seed
+
+BACKBONE_PARAMS = (
+    "weights", "layer", "pooling", "image_size", "batch_size", "device", "precision",
+    "cache", "num_workers", "random_state",
+)
+
+backbone_constraints = {
+    "backbone": "no_validation",
+    "weights": [str, None],
+    "layer": [str, None],
+    "pooling": [StrOptions(set(POOLINGS))],
+    "image_size": [Interval(Integral, 1, None, closed="left"), tuple, None],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "device": [str, torch.device],
+    "precision": [StrOptions(set(PRECISIONS))],
+    "cache": ["boolean", str],
+    "num_workers": [Interval(Integral, 0, None, closed="left")],
+    "random_state": ["random_state"],
+}
+
+
+def as_source(estimator, modality: str, X, *, reset: bool):
+    """Validate ``X`` for ``modality`` into a source; tabular X goes through sklearn's checks."""
+    if modality == "image":
+        return as_images(X)
+    if modality == "text":
+        return as_text(X, missing=getattr(estimator, "missing", "raise"))
+    X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
+    return TabularRows(X)
+
+
+def seed_of(random_state) -> int | None:
+    """An int seed for torch from sklearn's ``random_state`` (None stays None)."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+class PretrainedFeatures(TransformerMixin, BaseEstimator):
+    """Features from a frozen pretrained backbone, for any scikit-learn model.
+
+    Parameters
+    ----------
+    backbone : str, nn.Module or fitted estimator
+        A registered name (``sktransfer.list_backbones()``, e.g. ``"efficientnet_lite0"``),
+        a torchvision model name (``"resnet18"``), a timm name (``"timm/convnext_tiny"``),
+        an ``nn.Module`` whose output is the features (conv maps are pooled), or a
+        fitted sktransfer estimator whose trained network becomes the source model.
+    weights : str or None, default="DEFAULT"
+        ``"DEFAULT"`` (the model's pretrained weights), ``None`` (random init: the same
+        architecture, no transfer), a weights name (``"IMAGENET1K_V2"``), or a path to
+        a state_dict file.
+    layer : str or None, default=None
+        Take features from this named layer (a torchvision FX node name such as
+        ``"layer3"``) instead of the penultimate, pooled pre-logits.
+    pooling : {"avg", "max", "avgmax", "token", "flatten"}, default="avg"
+        How feature maps (B, C, H, W) or token sequences (B, T, D) become vectors.
+    image_size : int, (int, int) or None, default=None
+        Crop size fed to the model; ``None`` takes the weights' own input size.
+    batch_size : int, default=64
+    device : str, default="auto"
+        ``"auto"`` uses CUDA when available.
+    precision : {"auto", "32", "bf16", "16"}, default="auto"
+        ``"auto"`` is bf16 autocast on GPU and float32 on the CPU.
+    cache : bool or str, default=True
+        Reuse features of rows seen before (same content, same backbone); a
+        directory path also keeps them on disk.
+    num_workers : int, default=0
+        DataLoader worker processes that decode image files in parallel.
+    random_state : int, RandomState or None, default=None
+        Seeds random initialisation (``weights=None``, lazy modules).
+
+    Attributes
+    ----------
+    backbone_ : Backbone
+        The resolved backbone: ``module``, ``preprocess``, ``dim``.
+    n_features_out_ : int
+    n_features_in_ : int
+        Only for tabular backbones.
+    modality_ : {"image", "tabular", "text"}
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sktransfer import PretrainedFeatures
+    >>> import numpy as np
+    >>> X = np.random.RandomState(0).rand(20, 5)
+    >>> PretrainedFeatures(nn.Sequential(nn.Linear(5, 3)), random_state=0).fit_transform(X).shape
+    (20, 3)
+    """
+
+    _parameter_constraints = backbone_constraints
+
+    def __init__(self, backbone, *, weights="DEFAULT", layer=None, pooling="avg", image_size=None,
+                 batch_size=64, device="auto", precision="auto", cache=True, num_workers=0,
+                 random_state=None):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.pooling = pooling
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.cache = cache
+        self.num_workers = num_workers
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Load the backbone and check ``X``; no training happens."""
+        self._validate_params()
+        modality = spec_modality(self.backbone, X)
+        source = as_source(self, modality, X, reset=True)
+        seed = seed_of(self.random_state)
+        bb = resolve_backbone(self.backbone, weights=self.weights, layer=self.layer,
+                              pooling=self.pooling, random_state=seed, image_size=self.image_size)
+        bb.modality = modality
+        if modality != "image":
+            bb.preprocess = None
+        device = resolve_device(self.device)
+        # One small forward materialises lazy modules (seeded) and measures the dimension.
+        with _Seed(seed):
+            probe = forward_rows(bb, source, np.arange(min(2, len(source))), batch_size=2,
+                                 device=device, precision=self.precision)
+        bb.dim = probe.shape[1]
+        bb.compute_fingerprint()
+        self.backbone_ = bb
+        self.modality_ = modality
+        self.n_features_out_ = bb.dim
+        return self
+
+    def transform(self, X):
+        """Features of ``X``: float32 array (n_samples, n_features_out_)."""
+        check_is_fitted(self)
+        source = as_source(self, self.modality_, X, reset=False)
+        return extract(self.backbone_, source, batch_size=self.batch_size,
+                       device=resolve_device(self.device), precision=self.precision,
+                       num_workers=self.num_workers, cache=self.cache)
+
+    def get_feature_names_out(self, input_features=None):
+        """``<backbone name>_<i>``, e.g. ``efficientnet_lite0_17``."""
+        check_is_fitted(self)
+        prefix = re.sub(r"\W+", "_", self.backbone_.name.removeprefix("timm/")).lower()
+        return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        _set_input_tags(tags, spec_modality(self.backbone))
+        return tags
+
+
+def _set_input_tags(tags, modality: str) -> None:
+    if modality == "image":
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.string = True  # image file paths
+    elif modality == "text":
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
