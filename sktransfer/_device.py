@@ -20,9 +20,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device={device!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:1').") from None
+        raise ValueError(
+            f"device={device!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:1')."
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available on this machine; use device='auto'.")
+        raise ValueError(
+            f"device={device!r} but CUDA is not available on this machine; use device='auto'."
+        )
     return dev
 
 

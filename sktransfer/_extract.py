@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -13,34 +14,69 @@ from ._device import autocast, autocast_dtype, is_oom, to_device
 from .backbones import Backbone
 
 
-class _Batches(Dataset):
-    """Item ``b`` is the whole preprocessed batch ``b``: lets DataLoader workers decode files."""
+class _Failed:
+    """An input error raised in a DataLoader worker, carried back as a value so that
+    the user sees our message, not torch's wrapped worker traceback."""
 
-    def __init__(self, source, rows, batch_size, backbone: Backbone):
-        self.source, self.rows, self.batch_size, self.backbone = source, rows, batch_size, backbone
+    def __init__(self, exc: Exception):
+        self.exc = exc
+
+
+class _Batches(Dataset):
+    """Item ``b`` is the whole preprocessed batch ``b``: lets DataLoader workers decode
+    files. It holds the source and preprocessing only, never the model, so workers
+    started by spawn or forkserver do not receive a copy of the weights."""
+
+    def __init__(self, source, rows, batch_size, preprocess, collate):
+        self.source, self.rows, self.batch_size = source, rows, batch_size
+        self.preprocess, self.collate = preprocess, collate
 
     def __len__(self):
         return (len(self.rows) + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, b):
         idx = self.rows[b * self.batch_size : (b + 1) * self.batch_size]
-        batch = self.source.load(idx, self.backbone.preprocess)
-        if self.backbone.collate is not None:
-            batch = self.backbone.collate(batch)
-        return batch
+        batch = self.source.load(idx, self.preprocess)
+        return self.collate(batch) if self.collate is not None else batch
 
 
-def _batches(source, rows, batch_size, backbone, num_workers, pin):
-    ds = _Batches(source, rows, batch_size, backbone)
+class _WorkerBatches(_Batches):
+    def __getitem__(self, b):
+        try:
+            return super().__getitem__(b)
+        except (ValueError, TypeError, OSError) as exc:
+            return _Failed(exc)
+
+
+def _batches(source, rows, batch_size, backbone: Backbone, num_workers, pin):
+    args = (source, rows, batch_size, backbone.preprocess, backbone.collate)
     if num_workers == 0:
-        return (ds[b] for b in range(len(ds)))
-    return iter(
-        DataLoader(ds, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin)
+        ds = _Batches(*args)
+        yield from (ds[b] for b in range(len(ds)))
+        return
+    loader = DataLoader(
+        _WorkerBatches(*args),
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin,
     )
+    for batch in loader:
+        if isinstance(batch, _Failed):
+            raise batch.exc
+        yield batch
 
 
-def forward_rows(backbone: Backbone, source, rows: np.ndarray, *, batch_size: int,
-                 device: torch.device, precision: str = "auto", num_workers: int = 0) -> np.ndarray:
+def forward_rows(
+    backbone: Backbone,
+    source,
+    rows: np.ndarray,
+    *,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "auto",
+    num_workers: int = 0,
+) -> np.ndarray:
     """Features (len(rows), dim) float32 of ``source[rows]``; halves the batch on GPU OOM."""
     module = backbone.module
     module.eval()
@@ -53,8 +89,9 @@ def forward_rows(backbone: Backbone, source, rows: np.ndarray, *, batch_size: in
     done = 0
     while done < len(rows):
         try:
-            it = _batches(source, rows[done:], batch_size, backbone, num_workers, device.type == "cuda")
-            for batch in it:
+            for batch in _batches(
+                source, rows[done:], batch_size, backbone, num_workers, device.type == "cuda"
+            ):
                 x = to_device(batch, device, channels_last=channels_last)
                 with torch.inference_mode(), autocast(device, dtype):
                     z = _call(module, x, backbone.name)
@@ -65,7 +102,9 @@ def forward_rows(backbone: Backbone, source, rows: np.ndarray, *, batch_size: in
                 raise
             batch_size //= 2
             torch.cuda.empty_cache()
-            warnings.warn(f"CUDA out of memory; retrying with batch_size={batch_size}.", stacklevel=2)
+            warnings.warn(
+                f"CUDA out of memory; retrying with batch_size={batch_size}.", stacklevel=2
+            )
     if not out:
         return np.zeros((0, backbone.dim or 0), dtype=np.float32)
     return np.concatenate(out).astype(np.float32, copy=False)
@@ -86,33 +125,41 @@ def _call(module, x, name):
     return z
 
 
-def extract(backbone: Backbone, source, *, batch_size: int, device: torch.device,
-            precision: str = "auto", num_workers: int = 0, cache=True) -> np.ndarray:
-    """Features of every row of ``source``; rows seen before (same content, same backbone
-    fingerprint, preprocessing, device type and precision) come from the cache."""
-    n = len(source)
+def extract(
+    backbone: Backbone,
+    source,
+    rows=None,
+    *,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "auto",
+    num_workers: int = 0,
+    cache=True,
+) -> np.ndarray:
+    """Features of ``source[rows]`` (all rows by default); rows seen before (same
+    content, same backbone fingerprint, device type and precision) come from the cache."""
+    kw = dict(batch_size=batch_size, device=device, precision=precision, num_workers=num_workers)
     if not cache:
-        return forward_rows(backbone, source, np.arange(n), batch_size=batch_size, device=device,
-                            precision=precision, num_workers=num_workers)
-    directory = cache if isinstance(cache, str) else None
+        rows = np.arange(len(source)) if rows is None else np.asarray(rows)
+        return forward_rows(backbone, source, rows, **kw)
+    directory = None if isinstance(cache, bool) else os.fspath(cache)
     namespace = f"{backbone.fingerprint}-{device.type}-{precision}"
-    keys = source.row_keys()
-    # Duplicate rows within X are computed once, too.
-    first: dict[bytes, int] = {}
-    for i, k in enumerate(keys):
-        first.setdefault(k, i)
-    uniq = list(first.values())
-    found, missing = feature_cache.get(namespace, [keys[i] for i in uniq], directory)
-    if missing:
-        rows = np.array([uniq[j] for j in missing])
-        new = forward_rows(backbone, source, rows, batch_size=batch_size, device=device,
-                           precision=precision, num_workers=num_workers)
-        feature_cache.put(namespace, [keys[r] for r in rows], new, directory)
-        found.update(zip(missing, new))
-    feats = np.empty((n, backbone.dim), dtype=np.float32)
-    for j, u in enumerate(uniq):
-        feats[u] = found[j]
-    for i, k in enumerate(keys):  # duplicates take their first occurrence's row
-        if first[k] != i:
-            feats[i] = feats[first[k]]
-    return feats
+    if rows is None:
+        rows, keys = np.arange(len(source)), source.row_keys()
+    else:
+        rows = np.asarray(rows)
+        keys = source.row_keys(rows)
+    # A row repeated within X is computed once: look up and compute unique keys only.
+    uniq = list(dict.fromkeys(keys))
+    found = feature_cache.get(namespace, uniq, directory)
+    todo = [k for k in uniq if k not in found]
+    if todo:
+        first = {}
+        for r, k in zip(rows, keys):
+            first.setdefault(k, r)
+        new = forward_rows(backbone, source, np.array([first[k] for k in todo]), **kw)
+        feature_cache.put(namespace, todo, new, directory)
+        found.update(zip(todo, new))
+    if not keys:
+        return np.zeros((0, backbone.dim or 0), dtype=np.float32)
+    return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)

@@ -1,7 +1,7 @@
 """Turn whatever the user holds into batches a backbone can eat.
 
 This is the only module that inspects raw ``X``. Each kind of input becomes a
-*source* with ``len()``, ``row_keys()`` (content hashes for the feature cache)
+*source* with ``len()``, ``row_keys(rows=None)`` (content hashes for the feature cache)
 and ``load(indices)`` (a float32 batch). Errors name the offending row or path.
 """
 
@@ -17,7 +17,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
 
 
 def _is_pil(obj) -> bool:
@@ -122,7 +133,9 @@ class ImagePreprocess:
         if self.resize is not None and min(h, w) != self.resize:
             scale = self.resize / min(h, w)
             size = (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
-            mode = self.interpolation if self.interpolation in ("bilinear", "bicubic") else "nearest"
+            mode = (
+                self.interpolation if self.interpolation in ("bilinear", "bicubic") else "nearest"
+            )
             kw = {"antialias": True, "align_corners": False} if mode != "nearest" else {}
             batch = F.interpolate(batch, size=size, mode=mode, **kw)
             if mode == "bicubic":
@@ -139,24 +152,71 @@ class ImagePreprocess:
         return batch
 
 
-class ArrayImages:
-    """An in-memory (N, C, H, W) view of a numpy image array."""
+_ROWS_PER_CHECK = 256  # rows per chunk when locating a bad row (bounds temporaries)
 
-    def __init__(self, X: np.ndarray, *, name: str = "X"):
-        if X.ndim == 3:
-            X = X[:, None, :, :]
-        elif X.ndim == 4:
-            if X.shape[-1] in (1, 3) and X.shape[1] not in (1, 3):
-                X = X.transpose(0, 3, 1, 2)
-            elif X.shape[1] in (1, 3):
-                pass
-            else:
-                raise ValueError(
-                    f"{name} has shape {X.shape}: cannot find a channel axis of size 1 or 3. "
-                    "Images must be (N, H, W) grey, (N, H, W, C) or (N, C, H, W) with C in {1, 3}"
-                    + ("; drop the alpha channel with X[..., :3]." if X.shape[-1] == 4 else ".")
-                )
-        else:
+
+def _channel_axis(shape: tuple, *, prefer_last: bool, name: str) -> int:
+    """1 for (N, C, H, W), 3 for (N, H, W, C); ambiguous shapes follow the array's convention."""
+    first, last = shape[1] in (1, 3), shape[-1] in (1, 3)
+    if first and last:
+        # (N, 3, 32, 3) reads both ways: numpy/PIL/skimage store channels last, torch first.
+        return 3 if prefer_last else 1
+    if last:
+        return 3
+    if first:
+        return 1
+    raise ValueError(
+        f"{name} has shape {shape}: cannot find a channel axis of size 1 or 3. "
+        "Images must be (N, H, W) grey, (N, H, W, C) or (N, C, H, W) with C in {1, 3}"
+        + ("; drop the alpha channel with X[..., :3]." if shape[-1] == 4 else ".")
+    )
+
+
+def _first_bad_row(X: np.ndarray, bad_rows) -> int:
+    """Index of the first row for which ``bad_rows(chunk)`` (a boolean per row) is true."""
+    for start in range(0, len(X), _ROWS_PER_CHECK):
+        bad = bad_rows(X[start : start + _ROWS_PER_CHECK].reshape(-1, *X.shape[1:]))
+        if bad.any():
+            return start + int(np.argmax(bad))
+    raise AssertionError("no bad row found")  # pragma: no cover - callers checked first
+
+
+def _check_pixel_values(X: np.ndarray, *, name: str) -> None:
+    """NaN/inf and range checks: two whole-array reductions, no temporaries; rows are
+    located chunk by chunk only when something is wrong."""
+    if X.dtype == np.uint8:
+        return
+    is_float = np.issubdtype(X.dtype, np.floating)
+    lo, hi = X.min(), X.max()  # NaN propagates through both
+    if is_float and not (np.isfinite(lo) and np.isfinite(hi)):
+        row = _first_bad_row(X, lambda c: ~np.isfinite(c).reshape(len(c), -1).all(axis=1))
+        raise ValueError(f"{name} contains NaN or infinity at row {row}.")
+    limit = 1.0 if is_float else 255
+    if lo < 0 or hi > limit:
+
+        def out_of_range(c):
+            flat = c.reshape(len(c), -1)
+            return (flat.min(axis=1) < 0) | (flat.max(axis=1) > limit)
+
+        row = _first_bad_row(X, out_of_range)
+        span = f"[{X[row].min()}, {X[row].max()}]"
+        if is_float:
+            raise ValueError(
+                f"{name}: float images must lie in [0, 1]; row {row} spans {span}. "
+                "Divide by 255 (or by the maximum) or pass uint8."
+            )
+        raise ValueError(f"{name}: integer images must lie in [0, 255]; row {row} spans {span}.")
+
+
+class ArrayImages:
+    """An in-memory image array, read as (N, C, H, W) batch by batch.
+
+    ``channels_last_hint``: how to read a shape such as (N, 3, 32, 3) whose channel
+    axis could be either; numpy arrays default to channels last, torch tensors to first.
+    """
+
+    def __init__(self, X: np.ndarray, *, name: str = "X", channels_last_hint: bool = True):
+        if X.ndim not in (3, 4):
             raise ValueError(
                 f"{name} has {X.ndim} dimensions (shape {X.shape}); image arrays must be "
                 "(N, H, W) grey, (N, H, W, C) or (N, C, H, W). A 2-D (n_samples, n_features) "
@@ -166,48 +226,47 @@ class ArrayImages:
             raise TypeError(f"{name} has dtype {X.dtype}; image arrays must be uint8 or float.")
         if np.issubdtype(X.dtype, np.complexfloating):
             raise TypeError(f"{name} is complex; image arrays must be uint8 or float.")
-        if np.issubdtype(X.dtype, np.floating):
-            bad = ~np.isfinite(X).reshape(len(X), -1).all(axis=1)
-            if bad.any():
-                raise ValueError(f"{name} contains NaN or infinity at row {int(np.argmax(bad))}.")
-            self.scale = 1.0
-            limit = 1.0
-        else:
-            self.scale = 1.0 / 255.0
-            limit = 255
-        flat = X.reshape(len(X), -1)
-        out = (flat.min(axis=1) < 0) | (flat.max(axis=1) > limit)
-        if out.any():
-            row = int(np.argmax(out))
-            kind = "float images must lie in [0, 1]" if limit == 1.0 else "integer images must lie in [0, 255]"
-            raise ValueError(
-                f"{name}: {kind}; row {row} spans [{flat[row].min()}, {flat[row].max()}]. "
-                + ("Divide by 255 (or by the maximum) or pass uint8." if limit == 1.0 else "")
-            )
+        self.channel_axis = (
+            None
+            if X.ndim == 3
+            else _channel_axis(X.shape, prefer_last=channels_last_hint, name=name)
+        )
+        _check_pixel_values(X, name=name)
+        # Kept in the caller's layout: no whole-array copy; batches are transposed as loaded.
         self.X = X
+        self.scale = 1.0 if np.issubdtype(X.dtype, np.floating) else 1.0 / 255.0
 
     def __len__(self) -> int:
         return len(self.X)
 
     @property
     def channels(self) -> int:
-        return self.X.shape[1]
+        return 1 if self.channel_axis is None else self.X.shape[self.channel_axis]
 
-    def row_keys(self) -> list[bytes]:
-        meta = f"{self.X.dtype}{self.X.shape[1:]}".encode()
-        return [_hash_bytes(meta, np.ascontiguousarray(r).tobytes()) for r in self.X]
+    def row_keys(self, rows=None) -> list[bytes]:
+        meta = f"{self.X.dtype}{self.X.shape[1:]}{self.channel_axis}".encode()
+        rows = range(len(self.X)) if rows is None else rows
+        # hashlib reads contiguous rows through the buffer protocol, without a copy.
+        return [_hash_bytes(meta, np.ascontiguousarray(self.X[i])) for i in rows]
 
     def load(self, indices, preprocess: ImagePreprocess) -> torch.Tensor:
-        batch = torch.from_numpy(np.ascontiguousarray(self.X[indices])).float()
+        batch = torch.from_numpy(np.ascontiguousarray(self.X[np.asarray(indices)]))
+        if self.channel_axis is None:
+            batch = batch[:, None]
+        elif self.channel_axis == 3:
+            batch = batch.permute(0, 3, 1, 2)
+        batch = batch.float()  # X[indices] above is already a copy: no clone needed
         if self.scale != 1.0:
             batch.mul_(self.scale)
         return preprocess(batch)
 
 
 class _SeparateImages:
-    """Images of possibly different sizes, decoded and resized one by one."""
+    """Images of possibly different sizes: decoded, made RGB and resized one by one, so
+    that a batch can be stacked; then normalised as one batch."""
 
     items: list
+    name: str = "X"
 
     def __len__(self) -> int:
         return len(self.items)
@@ -216,43 +275,57 @@ class _SeparateImages:
         raise NotImplementedError
 
     def load(self, indices, preprocess: ImagePreprocess) -> torch.Tensor:
-        out = []
-        for i in indices:
-            img = self._decode(int(i))
-            arr = np.asarray(img)
-            t = torch.from_numpy(arr.copy()).float().div_(255.0)
+        out, rows = [], [int(i) for i in indices]
+        for i in rows:
+            t = torch.from_numpy(np.array(self._decode(i))).float().div_(255.0)
             t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
-            out.append(preprocess.resize_crop(t) if preprocess.resize or preprocess.crop else t)
-        sizes = {tuple(t.shape[-2:]) for t in out}
-        if len(sizes) > 1:
-            raise ValueError(
-                f"images in this batch have different sizes {sorted(sizes)}; set image_size so "
-                "they can be resized to one size."
-            )
-        batch = torch.cat(out)
-        return preprocess(batch)
+            if preprocess.channels == 3 and t.shape[1] == 1:
+                t = t.expand(-1, 3, -1, -1)
+            out.append(preprocess.resize_crop(t))
+        for what, of in (
+            ("channels", lambda t: t.shape[1]),
+            ("sizes", lambda t: tuple(t.shape[-2:])),
+        ):
+            first = of(out[0])
+            odd = next((r for r, t in zip(rows, out) if of(t) != first), None)
+            if odd is not None:
+                fix = (
+                    "set image_size so that all are resized to one size."
+                    if what == "sizes"
+                    else ("convert them to one mode (e.g. img.convert('RGB')).")
+                )
+                raise ValueError(
+                    f"{self.name}: images of different {what} in one batch: row {rows[0]} has "
+                    f"{first}, row {odd} has {of(out[rows.index(odd)])}; {fix}"
+                )
+        return preprocess(torch.cat(out))
 
 
 def _to_rgb_or_grey(img):
-    # Palette, CMYK, 16-bit and alpha images become RGB; alpha is discarded, as
+    # Palette, CMYK, 16-bit and alpha images become RGB or grey; alpha is discarded, as
     # torchvision.io.read_image(mode=RGB) does.
     if img.mode in ("L", "RGB"):
         return img
-    if img.mode in ("I;16", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         from PIL import Image
 
-        hi = arr.max() or 1.0
-        return Image.fromarray((arr / hi * 255).astype(np.uint8), mode="L")
+        arr = np.asarray(img, dtype=np.float64)
+        # 16-bit images span 0..65535; 32-bit int and float ones have no fixed range.
+        hi = 65535.0 if img.mode.startswith("I;16") else (arr.max() or 1.0)
+        return Image.fromarray((np.clip(arr / hi, 0, 1) * 255).astype(np.uint8), mode="L")
+    if img.mode in ("1", "LA", "La"):
+        return img.convert("L")
     return img.convert("RGB")
 
 
 class PILImages(_SeparateImages):
-    def __init__(self, items: Sequence):
+    def __init__(self, items: Sequence, *, name: str = "X"):
         self.items = list(items)
+        self.name = name
 
-    def row_keys(self) -> list[bytes]:
-        return [_hash_bytes(f"{im.mode}{im.size}".encode(), im.tobytes()) for im in self.items]
+    def row_keys(self, rows=None) -> list[bytes]:
+        items = self.items if rows is None else [self.items[i] for i in rows]
+        return [_hash_bytes(f"{im.mode}{im.size}".encode(), im.tobytes()) for im in items]
 
     def _decode(self, i):
         return _to_rgb_or_grey(self.items[i])
@@ -263,13 +336,14 @@ class PathImages(_SeparateImages):
 
     def __init__(self, items: Sequence, *, name: str = "X"):
         self.items = [os.fspath(p) for p in items]
+        self.name = name
         for i, p in enumerate(self.items):
             if not os.path.isfile(p):
                 raise FileNotFoundError(f"{name} row {i}: image file not found: {p!r}")
 
-    def row_keys(self) -> list[bytes]:
+    def row_keys(self, rows=None) -> list[bytes]:
         keys = []
-        for p in self.items:
+        for p in self.items if rows is None else [self.items[i] for i in rows]:
             st = os.stat(p)
             keys.append(_hash_bytes(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode()))
         return keys
@@ -283,7 +357,9 @@ class PathImages(_SeparateImages):
                 img.load()
                 return _to_rgb_or_grey(img)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(f"row {i}: cannot read image file {path!r}: {exc}") from None
+            raise ValueError(
+                f"{self.name} row {i}: cannot read image file {path!r}: {exc}"
+            ) from None
 
 
 def _check_uniform_elements(items: Sequence, *, name: str) -> str:
@@ -303,8 +379,8 @@ def _check_uniform_elements(items: Sequence, *, name: str) -> str:
         k = kind(obj)
         if k is None:
             raise TypeError(
-                f"{name} row {i} is a {_type_name(obj)}; expected image file paths, PIL images "
-                "or numpy arrays."
+                f"{name} row {i} is a {_type_name(obj)} ({obj!r:.40}); expected image file "
+                "paths, PIL images or numpy arrays."
             )
         if k != first:
             raise TypeError(
@@ -321,12 +397,15 @@ def as_images(X, *, name: str = "X"):
         return X
     if _is_pil(X) or _is_pathlike(X):
         raise TypeError(f"{name} is a single image; pass a list of images (e.g. [{name}]).")
+    channels_last = True
     if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
+        channels_last = False  # torch's own layout is (N, C, H, W)
+        X = X.detach().cpu()
+        X = (X.float() if X.is_floating_point() and X.dtype != torch.float64 else X).numpy()
     if isinstance(X, np.ndarray) and X.dtype != object and X.dtype.kind not in "US":
         if len(X) == 0:
             raise ValueError(f"{name} is empty: 0 images were given.")
-        return ArrayImages(X, name=name)
+        return ArrayImages(X, name=name, channels_last_hint=channels_last)
     if isinstance(X, np.ndarray):
         if X.ndim != 1:
             raise ValueError(f"{name} is an object array of shape {X.shape}; expected 1-D.")
@@ -340,7 +419,7 @@ def as_images(X, *, name: str = "X"):
         raise ValueError(f"{name} is empty: 0 images were given.")
     kind = _check_uniform_elements(X, name=name)
     if kind == "pil":
-        return PILImages(X)
+        return PILImages(X, name=name)
     if kind == "path":
         return PathImages(X, name=name)
     shapes = {np.shape(a) for a in X}
@@ -361,9 +440,10 @@ class TabularRows:
     def __len__(self) -> int:
         return len(self.X)
 
-    def row_keys(self) -> list[bytes]:
+    def row_keys(self, rows=None) -> list[bytes]:
         meta = f"f32{self.X.shape[1]}".encode()
-        return [_hash_bytes(meta, r.tobytes()) for r in self.X]
+        X = self.X if rows is None else self.X[np.asarray(rows)]
+        return [_hash_bytes(meta, r.tobytes()) for r in X]
 
     def load(self, indices, preprocess=None) -> torch.Tensor:
         return torch.from_numpy(self.X[indices])
@@ -381,8 +461,9 @@ class TextRows:
     def __len__(self) -> int:
         return len(self.items)
 
-    def row_keys(self) -> list[bytes]:
-        return [_hash_bytes(b"text", s.encode("utf-8", "surrogatepass")) for s in self.items]
+    def row_keys(self, rows=None) -> list[bytes]:
+        items = self.items if rows is None else [self.items[i] for i in rows]
+        return [_hash_bytes(b"text", s.encode("utf-8", "surrogatepass")) for s in items]
 
     def load(self, indices, preprocess=None) -> list[str]:
         return [self.items[int(i)] for i in indices]
@@ -395,7 +476,9 @@ def as_text(X, *, name: str = "X", missing: str = "raise") -> TextRows:
         raise TypeError(f"{name} is a single string; pass a list of strings (e.g. [{name}]).")
     if isinstance(X, np.ndarray):
         if X.ndim != 1:
-            raise ValueError(f"{name} has shape {X.shape}; text input must be 1-D (one string a row).")
+            raise ValueError(
+                f"{name} has shape {X.shape}; text input must be 1-D (one string a row)."
+            )
         X = X.tolist()
     if not isinstance(X, Sequence):
         raise TypeError(f"{name} is a {type(X).__name__}; expected a list/array/Series of strings.")
@@ -413,7 +496,9 @@ def as_text(X, *, name: str = "X", missing: str = "raise") -> TextRows:
                 "it as an empty string."
             )
         if not isinstance(s, str):
-            raise TypeError(f"{name} row {i} is a {type(s).__name__} ({s!r:.40}); expected a string.")
+            raise TypeError(
+                f"{name} row {i} is a {type(s).__name__} ({s!r:.40}); expected a string."
+            )
         out.append(s)
     return TextRows(out)
 

@@ -8,15 +8,31 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, _check_y, check_consistent_length, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _check_y,
+    check_consistent_length,
+    check_is_fitted,
+    has_fit_parameter,
+    validate_data,
+)
 
 from .backbones import spec_modality
-from .features import BACKBONE_PARAMS, PretrainedFeatures, _set_input_tags, backbone_constraints
+from .features import (
+    BACKBONE_PARAMS,
+    PretrainedFeatures,
+    _set_input_tags,
+    backbone_constraints,
+    clone_keeping_fitted_backbone,
+)
 
 
 def _head_has(attr):
     def check(self):
-        head = self.head_ if hasattr(self, "head_") else (self.head or self._default_head())
+        if hasattr(self, "head_"):
+            head = self.head_
+        else:
+            head = self.head if self.head is not None else self._default_head()
         return hasattr(head, attr)
 
     return check
@@ -27,9 +43,22 @@ class _FeatureTransfer(BaseEstimator):
 
     _parameter_constraints = {**backbone_constraints, "head": [None, HasMethods(["fit"])]}
 
-    def __init__(self, backbone, *, head=None, weights="DEFAULT", layer=None, pooling="avg",
-                 image_size=None, batch_size=64, device="auto", precision="auto", cache=True,
-                 num_workers=0, random_state=None):
+    def __init__(
+        self,
+        backbone,
+        *,
+        head=None,
+        weights="DEFAULT",
+        layer=None,
+        pooling="avg",
+        image_size=None,
+        batch_size=64,
+        device="auto",
+        precision="auto",
+        cache=True,
+        num_workers=0,
+        random_state=None,
+    ):
         self.backbone = backbone
         self.head = head
         self.weights = weights
@@ -48,8 +77,14 @@ class _FeatureTransfer(BaseEstimator):
         if spec_modality(self.backbone, X) != "tabular":
             return (X, y) if y is not None or reset else X
         if reset:
-            return validate_data(self, X, y, dtype=[np.float32, np.float64],
-                                 multi_output=self._multi_output, y_numeric=self._y_numeric)
+            return validate_data(
+                self,
+                X,
+                y,
+                dtype=[np.float32, np.float64],
+                multi_output=self._multi_output,
+                y_numeric=self._y_numeric,
+            )
         return validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
 
     def fit(self, X, y, sample_weight=None):
@@ -70,6 +105,11 @@ class _FeatureTransfer(BaseEstimator):
         head = clone(self.head) if self.head is not None else self._default_head()
         fit_params = {}
         if sample_weight is not None:
+            if not has_fit_parameter(head, "sample_weight"):
+                raise TypeError(
+                    f"sample_weight was given but the head {type(head).__name__} does not accept "
+                    "it in fit; choose a head that does, or drop sample_weight."
+                )
             fit_params["sample_weight"] = _check_sample_weight(sample_weight, Z)
         self.head_ = head.fit(Z, y, **fit_params)
         self.backbone_ = self.features_.backbone_
@@ -77,6 +117,20 @@ class _FeatureTransfer(BaseEstimator):
         if hasattr(self.head_, "classes_"):
             self.classes_ = self.head_.classes_
         return self
+
+    def set_params(self, **params):
+        # head=None stands for the default head; ``head__C`` then tunes that default,
+        # as a user of GridSearchCV expects, instead of failing on None.set_params.
+        if (
+            self.head is None
+            and "head" not in params
+            and any(k.startswith("head__") for k in params)
+        ):
+            self.head = self._default_head()
+        return super().set_params(**params)
+
+    def __sklearn_clone__(self):
+        return clone_keeping_fitted_backbone(self)
 
     def _features(self, X):
         check_is_fitted(self)

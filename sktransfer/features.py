@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import re
 from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, TransformerMixin, _clone_parametrized
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
+from torch.nn.parameter import is_lazy
 
 from ._device import PRECISIONS, resolve_device
 from ._extract import extract, forward_rows
 from ._inputs import TabularRows, as_images, as_text
-from .backbones import POOLINGS, resolve_backbone, spec_modality
+from .backbones import POOLINGS, _fitted_backbone, resolve_backbone, spec_modality
 from .backbones._vision import _Seed
 
 BACKBONE_PARAMS = (
-    "weights", "layer", "pooling", "image_size", "batch_size", "device", "precision",
-    "cache", "num_workers", "random_state",
+    "weights",
+    "layer",
+    "pooling",
+    "image_size",
+    "batch_size",
+    "device",
+    "precision",
+    "cache",
+    "num_workers",
+    "random_state",
 )
 
 backbone_constraints = {
@@ -32,7 +43,7 @@ backbone_constraints = {
     "batch_size": [Interval(Integral, 1, None, closed="left")],
     "device": [str, torch.device],
     "precision": [StrOptions(set(PRECISIONS))],
-    "cache": ["boolean", str],
+    "cache": ["boolean", str, os.PathLike],
     "num_workers": [Interval(Integral, 0, None, closed="left")],
     "random_state": ["random_state"],
 }
@@ -46,6 +57,20 @@ def as_source(estimator, modality: str, X, *, reset: bool):
         return as_text(X, missing=getattr(estimator, "missing", "raise"))
     X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
     return TabularRows(X)
+
+
+def clone_keeping_fitted_backbone(estimator):
+    """``clone`` for estimators whose ``backbone`` may be a fitted estimator.
+
+    ``sklearn.base.clone`` clones every parameter that is an estimator, and a clone
+    is unfitted: the source model would be lost in every ``GridSearchCV`` fold. A
+    fitted backbone is a trained model, like an ``nn.Module`` spec, so it is deep-copied
+    as ``clone`` does with any other non-estimator parameter.
+    """
+    new = _clone_parametrized(estimator)
+    if _fitted_backbone(estimator.backbone) is not None:
+        new.backbone = copy.deepcopy(estimator.backbone)
+    return new
 
 
 def seed_of(random_state) -> int | None:
@@ -112,9 +137,21 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
 
     _parameter_constraints = backbone_constraints
 
-    def __init__(self, backbone, *, weights="DEFAULT", layer=None, pooling="avg", image_size=None,
-                 batch_size=64, device="auto", precision="auto", cache=True, num_workers=0,
-                 random_state=None):
+    def __init__(
+        self,
+        backbone,
+        *,
+        weights="DEFAULT",
+        layer=None,
+        pooling="avg",
+        image_size=None,
+        batch_size=64,
+        device="auto",
+        precision="auto",
+        cache=True,
+        num_workers=0,
+        random_state=None,
+    ):
         self.backbone = backbone
         self.weights = weights
         self.layer = layer
@@ -133,30 +170,52 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         modality = spec_modality(self.backbone, X)
         source = as_source(self, modality, X, reset=True)
         seed = seed_of(self.random_state)
-        bb = resolve_backbone(self.backbone, weights=self.weights, layer=self.layer,
-                              pooling=self.pooling, random_state=seed, image_size=self.image_size)
+        bb = resolve_backbone(
+            self.backbone,
+            weights=self.weights,
+            layer=self.layer,
+            pooling=self.pooling,
+            random_state=seed,
+            image_size=self.image_size,
+        )
         bb.modality = modality
         if modality != "image":
             bb.preprocess = None
         device = resolve_device(self.device)
-        # One small forward materialises lazy modules (seeded) and measures the dimension.
-        with _Seed(seed):
-            probe = forward_rows(bb, source, np.arange(min(2, len(source))), batch_size=2,
-                                 device=device, precision=self.precision)
-        bb.dim = probe.shape[1]
+        if any(is_lazy(t) for t in [*bb.module.parameters(), *bb.module.buffers()]):
+            # Lazy modules (nn.LazyLinear) take their shape, seeded, from one row.
+            with _Seed(seed):
+                forward_rows(
+                    bb, source, np.arange(1), batch_size=1, device=device, precision=self.precision
+                )
         bb.compute_fingerprint()
+        # The first row measures the dimension; through the cache, so that it is not
+        # computed again by the transform that usually follows.
+        probe = extract(
+            bb, source, [0], batch_size=1, device=device, precision=self.precision, cache=self.cache
+        )
+        bb.dim = probe.shape[1]
         self.backbone_ = bb
         self.modality_ = modality
         self.n_features_out_ = bb.dim
         return self
 
+    def __sklearn_clone__(self):
+        return clone_keeping_fitted_backbone(self)
+
     def transform(self, X):
         """Features of ``X``: float32 array (n_samples, n_features_out_)."""
         check_is_fitted(self)
         source = as_source(self, self.modality_, X, reset=False)
-        return extract(self.backbone_, source, batch_size=self.batch_size,
-                       device=resolve_device(self.device), precision=self.precision,
-                       num_workers=self.num_workers, cache=self.cache)
+        return extract(
+            self.backbone_,
+            source,
+            batch_size=self.batch_size,
+            device=resolve_device(self.device),
+            precision=self.precision,
+            num_workers=self.num_workers,
+            cache=self.cache,
+        )
 
     def get_feature_names_out(self, input_features=None):
         """``<backbone name>_<i>``, e.g. ``efficientnet_lite0_17``."""

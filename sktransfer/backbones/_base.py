@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import torch
+import torch.fx
 from torch import nn
 
 from .._inputs import ImagePreprocess
@@ -29,6 +30,10 @@ class Pooled(nn.Module):
         self.body = body
         self.pooling = pooling
         self.key = key  # output name when body returns a dict (feature extractors)
+
+    def extra_repr(self) -> str:
+        # In the repr, hence in the cache fingerprint: pooling changes the features.
+        return f"pooling={self.pooling!r}, key={self.key!r}"
 
     def forward(self, x):
         out = self.body(x)
@@ -100,9 +105,18 @@ class Backbone:
         return copy.deepcopy(self)
 
     def compute_fingerprint(self) -> str:
-        """Content hash of the weights, architecture and preprocessing (the cache key)."""
+        """Content hash of the weights, architecture and preprocessing (the cache key).
+
+        Two modules with the same weights can still compute different features: the
+        repr (with ``Pooled``'s pooling), each submodule's class and a traced
+        ``GraphModule``'s code (which node ``layer`` cut at) tell them apart.
+        """
         h = hashlib.blake2b(digest_size=16)
         h.update(repr(self.module).encode())
+        for name, m in self.module.named_modules():
+            h.update(f"{name}:{type(m).__module__}.{type(m).__qualname__}".encode())
+            if isinstance(m, torch.fx.GraphModule):
+                h.update(m.code.encode())
         h.update(repr(self.preprocess).encode())
         h.update(repr(self.modality).encode())
         for k, v in self.module.state_dict().items():
@@ -118,9 +132,15 @@ class Backbone:
         state = self.__dict__.copy()
         for key in ("module", "head"):
             mod = state.get(key)
-            if mod is not None and any(p.device.type != "cpu" for p in mod.parameters()):
+            if mod is not None and not on_cpu(mod):
                 state[key] = copy.deepcopy(mod).cpu()
         return state
+
+
+def on_cpu(module: nn.Module) -> bool:
+    """Whether every parameter and buffer of ``module`` lives on the CPU."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return all(t.device.type == "cpu" for t in tensors)
 
 
 def can_reach(url: str, timeout: float = 3.0) -> bool:

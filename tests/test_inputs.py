@@ -1,0 +1,312 @@
+"""Every kind of image input gives the same features; every bad input gets a clear error."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import TinyCNN
+from PIL import Image
+
+from sktransfer import PretrainedFeatures
+from sktransfer._inputs import ImagePreprocess, as_images
+
+NO_PREPROCESS = ImagePreprocess(channels=None)
+
+
+def features(X, **kw):
+    """Features of X through a fixed tiny conv net, no resizing or normalisation."""
+    return PretrainedFeatures(TinyCNN(), cache=False, **kw).fit_transform(X)
+
+
+# --------------------------------------------------------------------------- kinds of input
+
+
+def _nhwc_uint8(X, files):
+    return X
+
+
+def _nhwc_float(X, files):
+    return X / 255.0
+
+
+def _nchw_uint8(X, files):
+    return X.transpose(0, 3, 1, 2).copy()
+
+
+def _nchw_float32(X, files):
+    return (X.transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
+
+
+def _torch_nchw(X, files):
+    return torch.from_numpy(X.transpose(0, 3, 1, 2) / 255.0)
+
+
+def _pil_list(X, files):
+    return [Image.fromarray(x) for x in X]
+
+
+def _path_list(X, files):
+    return files
+
+
+def _pathlib_list(X, files):
+    return [pathlib.Path(p) for p in files]
+
+
+def _path_array(X, files):
+    return np.array(files)
+
+
+def _path_series(X, files):
+    return pd.Series(files, name="photo")
+
+
+def _path_frame(X, files):
+    return pd.DataFrame({"photo": files})
+
+
+KINDS = [
+    _nhwc_uint8,
+    _nhwc_float,
+    _nchw_uint8,
+    _nchw_float32,
+    _torch_nchw,
+    _pil_list,
+    _path_list,
+    _pathlib_list,
+    _path_array,
+    _path_series,
+    _path_frame,
+]
+
+
+@pytest.fixture(scope="module")
+def rgb_files(tmp_path_factory, rgb_images):
+    root = tmp_path_factory.mktemp("rgb16")
+    files = []
+    for i, x in enumerate(rgb_images[:12]):
+        files.append(str(root / f"{i}.png"))
+        Image.fromarray(x).save(files[-1])
+    return files
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda f: f.__name__.lstrip("_"))
+def test_every_input_kind_gives_the_same_features(kind, rgb_images, rgb_files):
+    X = rgb_images[:12]
+    expected = features(X)
+    np.testing.assert_allclose(features(kind(X, rgb_files)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_grey_images_become_rgb_for_an_rgb_backbone(digits):
+    X = digits[0][:6]
+    pf = PretrainedFeatures("resnet18", weights=None, image_size=16, random_state=0, cache=False)
+    grey = pf.fit_transform(X)
+    rgb = pf.transform(np.repeat(X[..., None], 3, axis=-1))
+    np.testing.assert_allclose(grey, rgb, rtol=1e-5, atol=1e-6)
+
+
+def test_grey_and_rgb_files_mix_in_one_batch_for_an_rgb_backbone(image_files):
+    files = image_files["grey"][:3] + image_files["rgb"][:3]
+    Z = PretrainedFeatures("resnet18", weights=None, image_size=16, random_state=0).fit_transform(
+        files
+    )
+    assert Z.shape == (6, 512)
+
+
+def test_files_of_different_sizes_are_resized_to_image_size(image_files):
+    Z = PretrainedFeatures(TinyCNN(), image_size=20).fit_transform(image_files["rgb"])
+    assert Z.shape == (6, 4)
+
+
+def test_file_paths_decode_in_two_worker_processes_with_the_same_features(image_files):
+    files = image_files["grey"][:10] + image_files["rgb"]
+    pf = PretrainedFeatures(
+        "resnet18", weights=None, image_size=16, random_state=0, cache=False, batch_size=4
+    )
+    serial = pf.fit_transform(files)
+    parallel = pf.set_params(num_workers=2).transform(files)
+    np.testing.assert_allclose(parallel, serial, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [
+        (lambda X: X, (2, 3, 3, 32)),  # numpy: channels last, so 3x32 images
+        (lambda X: torch.from_numpy(X), (2, 3, 32, 3)),  # torch: channels first, 32x3 images
+    ],
+    ids=["numpy_reads_channels_last", "torch_reads_channels_first"],
+)
+def test_an_ambiguous_shape_follows_the_array_libraries_convention(make, shape):
+    X = np.random.RandomState(0).rand(2, 3, 32, 3).astype(np.float32)
+    assert as_images(make(X)).load([0, 1], NO_PREPROCESS).shape == shape
+
+
+def test_uint8_pixels_are_scaled_to_0_1():
+    X = np.full((1, 4, 4), 255, dtype=np.uint8)
+    assert as_images(X).load([0], NO_PREPROCESS).max().item() == 1.0
+
+
+def test_validating_a_float_image_array_copies_nothing():
+    X = np.random.RandomState(0).rand(200, 64, 64, 3).astype(np.float32)  # 9.8 MB
+    tracemalloc.start()
+    source = as_images(X)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert source.X is X
+    assert peak < X.nbytes / 100
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_missing_file_names_the_row_and_path(image_files, tmp_path):
+    files = image_files["grey"][:2] + [str(tmp_path / "nope.png")]
+    expected = f"X row 2: image file not found: '{tmp_path / 'nope.png'}'"
+    with pytest.raises(FileNotFoundError, match=re.escape(expected)):
+        PretrainedFeatures(TinyCNN()).fit(files)
+
+
+@pytest.fixture
+def corrupt_file(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    return str(path)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_corrupt_file_names_the_row_and_path(image_files, corrupt_file, num_workers):
+    pf = PretrainedFeatures(TinyCNN(), image_size=8, num_workers=num_workers)
+    pf.fit(image_files["rgb"][:2])
+    with pytest.raises(
+        ValueError, match=re.escape(f"X row 3: cannot read image file '{corrupt_file}'")
+    ):
+        pf.transform(image_files["rgb"][:3] + [corrupt_file])
+
+
+@pytest.mark.parametrize(
+    "X", [np.zeros((0, 8, 8)), [], pd.Series([], dtype=object)], ids=["array", "list", "series"]
+)
+def test_empty_input_is_an_error(X):
+    with pytest.raises(ValueError, match="X is empty: 0 images were given"):
+        as_images(X)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinity_names_the_row(bad):
+    X = np.random.RandomState(0).rand(5, 8, 8)
+    X[3, 2, 1] = bad
+    with pytest.raises(ValueError, match="X contains NaN or infinity at row 3"):
+        as_images(X)
+
+
+def test_float_pixels_outside_0_1_name_the_row_and_the_fix():
+    X = np.random.RandomState(0).rand(300, 8, 8)
+    X[270] *= 255
+    with pytest.raises(
+        ValueError,
+        match=r"float images must lie in \[0, 1\]; row 270 spans .* "
+        r"Divide by 255",
+    ):
+        as_images(X)
+
+
+def test_integer_pixels_outside_0_255_name_the_row():
+    X = np.zeros((3, 8, 8), dtype=np.int16)
+    X[1, 0, 0] = 1000
+    with pytest.raises(
+        ValueError, match=r"integer images must lie in \[0, 255\]; row 1 spans \[0, 1000\]"
+    ):
+        as_images(X)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((4, 8), "X has 2 dimensions (shape (4, 8)); image arrays must be (N, H, W) grey"),
+        ((2, 3, 8, 8, 1), "X has 5 dimensions"),
+        (
+            (2, 8, 8, 4),
+            "cannot find a channel axis of size 1 or 3. Images must be (N, H, W) grey, "
+            "(N, H, W, C) or (N, C, H, W) with C in {1, 3}; drop the alpha channel",
+        ),
+        ((2, 5, 8, 8), "X has shape (2, 5, 8, 8): cannot find a channel axis of size 1 or 3"),
+    ],
+    ids=["2d", "5d", "rgba", "five_channels"],
+)
+def test_wrong_dimensions_or_channels_are_explained(shape, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        as_images(np.zeros(shape, dtype=np.float32))
+
+
+def test_a_2d_table_with_an_image_backbone_says_it_needs_a_tabular_backbone():
+    with pytest.raises(ValueError, match="needs a tabular backbone"):
+        PretrainedFeatures("efficientnet_lite0").fit(np.zeros((4, 8), dtype=np.float32))
+
+
+def test_mixed_element_types_name_the_rows(image_files):
+    X = [image_files["grey"][0], image_files["grey"][1], Image.open(image_files["grey"][2])]
+    with pytest.raises(
+        TypeError, match="X mixes element types: row 0 is a str, row 2 is a PIL.Image"
+    ):
+        as_images(X)
+
+
+def test_a_missing_value_among_paths_names_the_row(image_files):
+    with pytest.raises(TypeError, match=r"X row 1 is a float \(nan\); expected image file paths"):
+        as_images(pd.Series([image_files["grey"][0], None, image_files["grey"][1]]))
+
+
+@pytest.mark.parametrize(
+    "X", [np.zeros((2, 8, 8), dtype=bool), np.array([["a"]])], ids=["bool", "strings_2d"]
+)
+def test_non_numeric_arrays_are_rejected(X):
+    with pytest.raises((TypeError, ValueError), match="uint8 or float|expected 1-D|is a"):
+        as_images(X)
+
+
+def test_a_single_path_asks_for_a_list(image_files):
+    with pytest.raises(
+        TypeError, match=r"X is a single image; pass a list of images \(e.g. \[X\]\)"
+    ):
+        as_images(image_files["grey"][0])
+
+
+def test_a_dataframe_with_two_columns_asks_for_one():
+    df = pd.DataFrame({"a": ["x.png"], "b": ["y.png"]})
+    with pytest.raises(ValueError, match="X is a DataFrame with 2 columns; pass a single column"):
+        as_images(df)
+
+
+def test_images_of_different_sizes_without_image_size_ask_for_it(image_files):
+    with pytest.raises(
+        ValueError,
+        match="images of different sizes in one batch: row 0 has "
+        r"\(40, 24\), row 1 has \(38, 27\); set image_size",
+    ):
+        PretrainedFeatures(TinyCNN(), cache=False).fit(image_files["rgb"]).transform(
+            image_files["rgb"]
+        )
+
+
+def test_grey_and_rgb_images_for_a_backbone_without_rgb_preprocessing_name_the_rows(image_files):
+    files = [image_files["rgb"][0], image_files["grey"][0]]
+    with pytest.raises(
+        ValueError, match="images of different channels in one batch: row 0 has 3, row 1 has 1"
+    ):
+        PretrainedFeatures(TinyCNN(), image_size=8, cache=False).fit(files).transform(files)
+
+
+def test_a_wrong_channel_count_for_the_backbone_is_a_value_error_not_a_torch_trace():
+    X = np.random.RandomState(0).rand(2, 8, 8).astype(np.float32)  # grey, TinyCNN wants 3
+    with pytest.raises(
+        ValueError,
+        match=r"backbone 'TinyCNN' failed on a batch of shape "
+        r"\(1, 1, 8, 8\)",
+    ):
+        PretrainedFeatures(TinyCNN()).fit(X)
