@@ -118,6 +118,8 @@ def _call(module, x, name):
             raise
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"backbone {name!r} failed on a batch of shape {shape}: {exc}") from None
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"backbone {name!r} returned a {type(z).__name__}; expected a tensor.")
     if z.ndim != 2:
         raise ValueError(
             f"backbone {name!r} returned features of shape {tuple(z.shape)}; expected (batch, dim)."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -20,6 +22,7 @@ from sklearn.utils.validation import (
 from .backbones import spec_modality
 from .features import (
     BACKBONE_PARAMS,
+    RUNTIME_PARAMS,
     PretrainedFeatures,
     _set_input_tags,
     backbone_constraints,
@@ -134,7 +137,13 @@ class _FeatureTransfer(BaseEstimator):
 
     def _features(self, X):
         check_is_fitted(self)
-        return self.features_.transform(self._check_X(X, reset=False)).astype(np.float64)
+        # Settings that do not change the features follow this estimator's current values,
+        # so that set_params(device="auto", batch_size=...) after fit (or after loading a
+        # GPU-fitted model on a CPU-only machine) takes effect; a shallow copy leaves the
+        # fitted state untouched.
+        features = copy.copy(self.features_)
+        features.set_params(**{p: getattr(self, p) for p in RUNTIME_PARAMS})
+        return features.transform(self._check_X(X, reset=False)).astype(np.float64)
 
     def predict(self, X):
         Z = self._features(X)

@@ -34,6 +34,9 @@ BACKBONE_PARAMS = (
     "random_state",
 )
 
+# The parameters that change how, not which, features are computed.
+RUNTIME_PARAMS = ("batch_size", "device", "precision", "cache", "num_workers")
+
 backbone_constraints = {
     "backbone": "no_validation",
     "weights": [str, None],

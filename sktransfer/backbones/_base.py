@@ -45,8 +45,8 @@ class Pooled(nn.Module):
 
 
 def pool(out: torch.Tensor, pooling: str) -> torch.Tensor:
-    if out.ndim == 2:
-        return out
+    if not isinstance(out, torch.Tensor) or out.ndim <= 2:
+        return out  # vectors already; anything else is reported by the caller
     if pooling == "flatten":
         return out.flatten(1)
     if out.ndim == 4:
