@@ -4,6 +4,7 @@ from ._cache import feature_cache
 from .backbones import Backbone, list_backbones, register_backbone, resolve_backbone
 from .feature_transfer import FeatureTransferClassifier, FeatureTransferRegressor
 from .features import PretrainedFeatures
+from .finetune import FineTuneClassifier, FineTuneRegressor
 
 __version__ = "0.1.0"
 
@@ -11,6 +12,8 @@ __all__ = [
     "Backbone",
     "FeatureTransferClassifier",
     "FeatureTransferRegressor",
+    "FineTuneClassifier",
+    "FineTuneRegressor",
     "PretrainedFeatures",
     "feature_cache",
     "list_backbones",

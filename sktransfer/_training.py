@@ -1,0 +1,260 @@
+"""The pieces skorch runs for fine-tuning: datasets, the transfer module, the net.
+
+skorch owns the loop (epochs, callbacks, history, early stopping); this module
+adds what transfer learning needs on top: weighted losses, L2-SP, domain
+adaptation terms, frozen blocks kept in ``eval()``, autocast and channels_last.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skorch import NeuralNet
+from torch import nn
+from torch.utils.data import Dataset
+
+from ._device import autocast
+
+
+class TransferModel(nn.Module):
+    """body (pretrained, features) → head (new, the transfer layer)."""
+
+    def __init__(self, body: nn.Module, head: nn.Module):
+        super().__init__()
+        self.body = body
+        self.head = head
+        self.last_features = None  # kept for the adaptation loss while training only
+
+    def forward(self, x=None, **tokens):
+        z = self.body(x if x is not None else tokens)
+        self.last_features = z if self.training else None
+        return self.head(z)
+
+
+class SourceDataset(Dataset):
+    """Rows of a source with their targets; ``__getitems__`` builds whole batches at once
+    so preprocessing is batched (see ``identity_collate``)."""
+
+    def __init__(self, source, targets: dict[str, np.ndarray], preprocess=None, augment=None,
+                 collate=None):
+        self.source, self.targets = source, targets
+        self.preprocess, self.augment, self.collate = preprocess, augment, collate
+        self.training = False
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        return self.__getitems__([i])
+
+    def __getitems__(self, indices):
+        idx = np.asarray(indices)
+        x = self.source.load(idx, self.preprocess)
+        if self.augment is not None and self.training:
+            x = self.augment(x)
+        if self.collate is not None:
+            x = self.collate(x)
+        y = {k: torch.as_tensor(v[idx]) for k, v in self.targets.items()}
+        return x, y
+
+
+def identity_collate(batch):
+    """Batches arrive whole from ``SourceDataset.__getitems__``."""
+    return batch
+
+
+class TrainingDataset(SourceDataset):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.training = True
+
+
+class FeatureRows:
+    """Precomputed body features as a source (the frozen-body fast path)."""
+
+    def __init__(self, Z: np.ndarray):
+        self.Z = np.ascontiguousarray(Z, dtype=np.float32)
+
+    def __len__(self):
+        return len(self.Z)
+
+    def load(self, idx, preprocess=None):
+        return torch.from_numpy(self.Z[idx])
+
+
+def frozen_names(named_params: list[str], blocks: list[list[str]], freeze) -> set[str]:
+    """Parameter names kept frozen by ``freeze`` ("backbone", "none", int k, or patterns)."""
+    if freeze == "none" or freeze is None:
+        return set()
+    if freeze == "backbone":
+        return set(named_params)
+    if isinstance(freeze, (int, np.integer)):
+        return {n for b in blocks[: int(freeze)] for n in b}
+    pats = [freeze] if isinstance(freeze, str) else list(freeze)
+    out = {n for n in named_params if any(fnmatch.fnmatchcase(n, p) for p in pats)}
+    unmatched = [p for p in pats if not any(fnmatch.fnmatchcase(n, p) for n in named_params)]
+    if unmatched:
+        raise ValueError(
+            f"freeze patterns {unmatched} match no parameter of the backbone; names look like "
+            f"{named_params[:3]} (see sktransfer.backbones.param_blocks)."
+        )
+    return out
+
+
+def fully_frozen_modules(module: nn.Module, frozen: set[str]) -> list[str]:
+    """Submodules whose parameters are all frozen: they must run in eval() so that
+    BatchNorm statistics do not move while the rest trains."""
+    out = []
+    for name, m in module.named_modules():
+        names = [f"{name}.{p}" if name else p for p, _ in m.named_parameters()]
+        if names and all(n in frozen for n in names):
+            if not any(name.startswith(o + ".") or o == "" for o in out):
+                out.append(name)
+    return out
+
+
+class TransferNet(NeuralNet):
+    """A skorch ``NeuralNet`` for transfer learning.
+
+    Targets arrive as a dict: ``y`` (labels or values), ``w`` (sample weights),
+    ``d`` (domain: 1 for labelled rows, 0 for unlabelled target rows used only by
+    the adaptation term).
+    """
+
+    def __init__(self, *args, task="classification", param_groups=None, frozen_modules=(),
+                 l2sp=0.0, l2sp_params=(), class_weight=None, amp_dtype=None,
+                 channels_last=False, adaptation=None, adaptation_weight=0.0,
+                 domain_head=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task = task
+        self.param_groups = param_groups
+        self.frozen_modules = frozen_modules
+        self.l2sp = l2sp
+        self.l2sp_params = l2sp_params
+        self.class_weight = class_weight
+        self.amp_dtype = amp_dtype
+        self.channels_last = channels_last
+        self.adaptation = adaptation
+        self.adaptation_weight = adaptation_weight
+        self.domain_head = domain_head
+
+    def initialize_module(self):
+        super().initialize_module()
+        if self.channels_last:
+            self.module_.to(memory_format=torch.channels_last)
+        # Snapshot of the pretrained body weights for L2-SP, on the training device.
+        self.l2sp_ref_ = {
+            n: p.detach().clone() for n, p in self.module_.named_parameters() if n in set(self.l2sp_params)
+        }
+        if self.domain_head is not None:
+            self.domain_head_ = self.domain_head.to(self.device)
+        return self
+
+    def get_all_learnable_params(self):
+        yield from ((n, p) for n, p in super().get_all_learnable_params() if p.requires_grad)
+
+    def initialize_optimizer(self, *args, **kwargs):
+        groups = self.param_groups
+        if groups is None:
+            return super().initialize_optimizer(*args, **kwargs)
+        params = dict(self.module_.named_parameters())
+        torch_groups = [
+            {"params": [params[n] for n in g["names"]], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+            for g in groups
+            if g["names"]
+        ]
+        if self.domain_head is not None:
+            torch_groups.append({"params": list(self.domain_head_.parameters()),
+                                 "lr": groups[-1]["lr"], "weight_decay": groups[-1]["weight_decay"]})
+        _, kw = self.get_params_for_optimizer("optimizer", self.module_.named_parameters())
+        kw.pop("lr", None)
+        self.optimizer_ = self.optimizer(torch_groups, lr=groups[-1]["lr"], **kw)
+        return self
+
+    def _set_training(self, training=True):
+        super()._set_training(training)
+        if training:
+            for name in self.frozen_modules:
+                (self.module_.get_submodule(name) if name else self.module_).eval()
+
+    def infer(self, x, **fit_params):
+        if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        with autocast(torch.device(self.device), self.amp_dtype):
+            out = super().infer(x, **fit_params)
+        return out.float()
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y, w, d = y_true["y"], y_true.get("w"), y_true.get("d")
+        y, y_pred = y.to(y_pred.device), y_pred
+        labelled = d.to(y_pred.device) > 0 if d is not None else None
+        if self.task == "classification":
+            cw = None if self.class_weight is None else self.class_weight.to(y_pred.device)
+            per = F.cross_entropy(y_pred, y.long(), weight=cw, reduction="none")
+        else:
+            per = F.mse_loss(y_pred, y.float().view_as(y_pred), reduction="none").reshape(len(y), -1).mean(1)
+        ww = torch.ones_like(per) if w is None else w.to(per.device).float()
+        if labelled is not None:
+            ww = ww * labelled.float()
+        loss = (per * ww).sum() / ww.sum().clamp_min(1e-12)
+        if training and self.l2sp > 0:
+            params = dict(self.module_.named_parameters())
+            loss = loss + self.l2sp * sum(((params[n] - ref) ** 2).sum() for n, ref in self.l2sp_ref_.items())
+        if training and self.adaptation is not None and d is not None:
+            loss = loss + self.adaptation_weight * self._adaptation_loss(d.to(y_pred.device))
+        if isinstance(self.module_, TransferModel):
+            self.module_.last_features = None
+        return loss
+
+    def _adaptation_loss(self, d):
+        z = self.module_.last_features.float()
+        src, tgt = d > 0, d <= 0
+        if src.sum() < 2 or tgt.sum() < 2:
+            return z.sum() * 0.0
+        if self.adaptation == "coral":
+            return coral_loss(z[src], z[tgt])
+        # DANN: the body is trained to fool a binary domain classifier through the reversed gradient.
+        logits = self.domain_head_(GradReverse.apply(z, 1.0)).squeeze(1)
+        return F.binary_cross_entropy_with_logits(logits, tgt.float())
+
+
+def coral_loss(zs: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
+    """Deep CORAL (Sun & Saenko 2016): ||C_s − C_t||²_F / (4 d²)."""
+    d = zs.shape[1]
+    cs, ct = torch.cov(zs.T), torch.cov(zt.T)
+    return ((cs - ct) ** 2).sum() / (4 * d * d)
+
+
+class GradReverse(torch.autograd.Function):
+    """Identity forward, −λ·gradient backward (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.lam * grad, None
+
+
+def layerwise_groups(module: TransferModel, blocks: list[list[str]], frozen: set[str], *, lr: float,
+                     lr_mult: float, weight_decay: float, body_decay: float) -> list[dict]:
+    """AdamW groups: each body block gets a geometric learning rate from lr/lr_mult (earliest)
+    up to lr (the head); norms and biases get no weight decay."""
+    shapes = {n: p.ndim for n, p in module.named_parameters()}
+    tiers = [[f"body.{n}" for n in b] for b in blocks] + [
+        [n for n in shapes if n.startswith("head.")]
+    ]
+    k = len(tiers)
+    lrs = [lr * lr_mult ** (-(k - 1 - i) / max(k - 1, 1)) for i in range(k)]
+    groups = []
+    for i, (names, tier_lr) in enumerate(zip(tiers, lrs)):
+        names = [n for n in names if n not in frozen]
+        decay = weight_decay if i == k - 1 else body_decay
+        groups.append({"names": [n for n in names if shapes[n] > 1], "lr": tier_lr, "weight_decay": decay})
+        groups.append({"names": [n for n in names if shapes[n] <= 1], "lr": tier_lr, "weight_decay": 0.0})
+    return [g for g in groups if g["names"]]

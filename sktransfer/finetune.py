@@ -1,0 +1,584 @@
+"""Parameter transfer: fine-tune a pretrained backbone with a new head, as an sklearn estimator.
+
+The default recipe follows fastai's ``fine_tune``: train the new head with the
+body frozen for ``freeze_epochs`` (its features are computed once and reused),
+then unfreeze and train everything with layer-wise learning rates under a
+one-cycle schedule, AdamW with decoupled weight decay and none on norms and
+biases. skorch runs the loop (``net_``); this module owns the sklearn contract.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, _check_y, check_is_fitted, validate_data
+from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
+from skorch.helper import predefined_split
+from torch import nn
+
+from ._device import autocast_dtype, is_oom, resolve_device
+from ._extract import extract
+from ._training import (
+    FeatureRows,
+    SourceDataset,
+    TrainingDataset,
+    TransferModel,
+    TransferNet,
+    frozen_names,
+    fully_frozen_modules,
+    identity_collate,
+    layerwise_groups,
+)
+from .augment import make_augment
+from .backbones import param_blocks, spec_modality
+from .features import BACKBONE_PARAMS, PretrainedFeatures, as_source, backbone_constraints, seed_of
+from .backbones._vision import _Seed
+
+
+class _FineTune(BaseEstimator):
+    _parameter_constraints = {
+        **backbone_constraints,
+        "freeze": [StrOptions({"backbone", "none"}), Interval(Integral, 0, None, closed="left"), list, tuple],
+        "freeze_epochs": [Interval(Integral, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr_mult": [Interval(Real, 1, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "l2sp": [Interval(Real, 0, None, closed="left")],
+        "augment": [None, "boolean", StrOptions({"flip", "crop"}), callable],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "adaptation": [None, StrOptions({"dann", "coral"})],
+        "adaptation_weight": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "callbacks": [None, list],
+    }
+    _task = "classification"
+
+    def __init__(self, backbone, *, weights="DEFAULT", freeze="none", freeze_epochs=1, max_epochs=5,
+                 lr=1e-3, lr_mult=10.0, batch_size=32, weight_decay=0.01, l2sp=0.0, image_size=None,
+                 augment=None, layer=None, pooling="avg", early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=3, adaptation=None,
+                 adaptation_weight=1.0, warm_start=False, device="auto", precision="auto",
+                 cache=True, num_workers=0, random_state=None, verbose=0, callbacks=None):
+        self.backbone = backbone
+        self.weights = weights
+        self.freeze = freeze
+        self.freeze_epochs = freeze_epochs
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.lr_mult = lr_mult
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.l2sp = l2sp
+        self.image_size = image_size
+        self.augment = augment
+        self.layer = layer
+        self.pooling = pooling
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.adaptation = adaptation
+        self.adaptation_weight = adaptation_weight
+        self.warm_start = warm_start
+        self.device = device
+        self.precision = precision
+        self.cache = cache
+        self.num_workers = num_workers
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y, sample_weight=None, sample_domain=None):
+        """Fine-tune on ``(X, y)``; starts again from the pretrained weights unless ``warm_start``.
+
+        Rows with ``sample_domain < 0`` (or, without ``sample_domain``, y == -1 / NaN)
+        are unlabelled target rows: they enter only the ``adaptation`` term.
+        """
+        self._validate_params()
+        with _Seed(seed_of(self.random_state)):
+            data = self._prepare(X, y, sample_weight, sample_domain, reset=not self._continuing())
+            if not self._continuing():
+                self._build(X, data)
+                if self.freeze == "backbone":
+                    self._train_head(data, self.freeze_epochs + self.max_epochs)
+                    return self
+                self._train_head(data, self.freeze_epochs)
+            self._train_all(data, self.max_epochs)
+        return self
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over ``(X, y)`` at a constant learning rate, continuing from the current
+        weights (the first call loads the backbone; classifiers need ``classes`` then)."""
+        first = not hasattr(self, "net_")
+        if first:
+            self._validate_params()
+        with _Seed(seed_of(self.random_state) if first else None):
+            data = self._prepare(X, y, sample_weight, None, reset=first, classes=classes)
+            if first:
+                self._build(X, data)
+            self._train_all(data, 1, schedule=False)
+        return self
+
+    def _continuing(self):
+        return self.warm_start and hasattr(self, "net_")
+
+    def _prepare(self, X, y, sample_weight, sample_domain, *, reset, classes=None):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        modality = spec_modality(self.backbone, X) if reset else self.modality_
+        if modality == "tabular":
+            X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
+        regression = self._task == "regression"
+        if self.adaptation is None:
+            if sample_domain is not None:
+                raise ValueError(
+                    "sample_domain was passed but adaptation=None: set adaptation='dann' or "
+                    "'coral' to use unlabelled target rows."
+                )
+            y = _check_y(y, multi_output=regression, y_numeric=regression, estimator=self)
+        y = np.asarray(y)  # never written to: encodings below are new arrays
+        if len(y) != _n_rows(X):
+            raise ValueError(f"X has {_n_rows(X)} rows but y has {len(y)}.")
+        if self.adaptation is None:
+            labelled, domain = np.ones(len(y), bool), np.ones(len(y), np.int8)
+        else:
+            labelled, domain = _labelled_rows(y, sample_domain, self._task)
+        if not labelled.any():
+            raise ValueError("no labelled rows: every row is marked as unlabelled target.")
+        if self.adaptation is not None and labelled.all() and (domain > 0).all():
+            raise ValueError(
+                f"adaptation={self.adaptation!r} needs unlabelled target rows: mark them with "
+                "y == -1 (NaN for regressors) or pass sample_domain (< 0 for target rows)."
+            )
+        y_enc = self._encode_target(y, labelled, reset=reset, classes=classes)
+        w = np.ones(len(y), dtype=np.float32)
+        if sample_weight is not None:
+            w = _check_sample_weight(sample_weight, np.empty((len(y), 0)), dtype=np.float32)
+        w = w * labelled
+        targets = {"y": y_enc, "w": w.astype(np.float32)}
+        if self.adaptation is not None:
+            targets["d"] = domain.astype(np.float32)
+        return {"X": X, "targets": targets, "modality": modality, "labelled": labelled}
+
+    def _build(self, X, data):
+        """Load the backbone (once per fit) and attach a fresh head sized to the target."""
+        params = {p: getattr(self, p) for p in BACKBONE_PARAMS}
+        features = PretrainedFeatures(self.backbone, **params)
+        if data["modality"] == "tabular":
+            features.fit(data["X"])
+        else:
+            features.fit(X)
+        bb = features.backbone_
+        self.modality_ = data["modality"]
+        self.backbone_ = bb
+        head = nn.Linear(bb.dim, self._n_outputs())
+        self.module_ = TransferModel(bb.module, head)
+        device = resolve_device(self.device)
+        self.device_ = device
+        self.net_ = self._make_net(self.module_, max_epochs=self.max_epochs)
+        self.net_.initialize()
+
+    def _make_net(self, module, *, max_epochs, groups=None, frozen_modules=(), l2sp_params=(),
+                  callbacks=(), train_split=None):
+        device = resolve_device(self.device)
+        amp = autocast_dtype(device, self.precision)
+        cw = getattr(self, "class_weight_", None)
+        domain_head = None
+        if self.adaptation == "dann" and module is self.module_:
+            dim = self.backbone_.dim
+            domain_head = nn.Sequential(nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, 1))
+        cbs = list(callbacks)
+        if self.verbose and self.verbose > 1:
+            cbs.append(("progress", ProgressBar()))
+        return TransferNet(
+            module,
+            criterion=nn.Identity,  # unused: TransferNet.get_loss computes the loss
+            optimizer=torch.optim.AdamW,
+            lr=self.lr,
+            optimizer__weight_decay=self.weight_decay,
+            max_epochs=max_epochs,
+            batch_size=self.batch_size,
+            train_split=train_split,
+            callbacks=cbs or None,
+            iterator_train__shuffle=True,
+            iterator_train__collate_fn=identity_collate,
+            iterator_valid__collate_fn=identity_collate,
+            iterator_train__num_workers=self.num_workers,
+            iterator_valid__num_workers=self.num_workers,
+            iterator_train__pin_memory=device.type == "cuda",
+            iterator_valid__pin_memory=device.type == "cuda",
+            device=str(device),
+            verbose=int(self.verbose or 0),
+            task=self._task,
+            param_groups=groups,
+            frozen_modules=frozen_modules,
+            l2sp=self.l2sp,
+            l2sp_params=l2sp_params,
+            class_weight=None if cw is None else torch.as_tensor(cw, dtype=torch.float32),
+            amp_dtype=amp,
+            channels_last=device.type == "cuda" and self.backbone_.is_conv,
+            adaptation=self.adaptation if module is self.module_ else None,
+            adaptation_weight=self.adaptation_weight,
+            domain_head=domain_head,
+        )
+
+    def _split(self, n_rows, data):
+        """(train rows, validation rows or None): only when early_stopping asks for it."""
+        rows = np.flatnonzero(data["labelled"])
+        if not self.early_stopping:
+            return np.arange(n_rows), None
+        strat = data["targets"]["y"][rows] if self._task == "classification" else None
+        try:
+            tr, va = train_test_split(rows, test_size=self.validation_fraction, stratify=strat,
+                                      random_state=seed_of(self.random_state))
+        except ValueError:  # too few rows per class to stratify
+            tr, va = train_test_split(rows, test_size=self.validation_fraction,
+                                      random_state=seed_of(self.random_state))
+        unlabelled = np.flatnonzero(~data["labelled"])
+        return np.sort(np.concatenate([tr, unlabelled])), np.sort(va)
+
+    def _callbacks(self, n_train, epochs, max_lr, schedule, validating):
+        cbs = []
+        if schedule and epochs > 0:
+            steps = epochs * max(1, -(-n_train // self.batch_size))
+            cbs.append(("onecycle", LRScheduler(
+                policy=torch.optim.lr_scheduler.OneCycleLR, max_lr=max_lr, total_steps=steps, pct_start=0.3,
+                div_factor=5.0, step_every="batch",
+            )))
+        if validating:
+            cbs.append(("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.n_iter_no_change, load_best=True,
+            )))
+        cbs += [(f"user_{i}", copy.deepcopy(cb)) for i, cb in enumerate(self.callbacks or [])]
+        return cbs
+
+    def _train_head(self, data, epochs):
+        """The frozen-body phase: body features computed once (through the cache), head trained."""
+        if epochs == 0:
+            return
+        bb = self.backbone_
+        source = as_source(self, data["modality"], data["X"], reset=False)
+        labelled = np.flatnonzero(data["labelled"])
+        Z = extract(bb, _Subset(source, labelled), batch_size=self.batch_size, device=self.device_,
+                    precision=self.precision, num_workers=self.num_workers, cache=self.cache)
+        sub = {"labelled": np.ones(len(labelled), bool),
+               "targets": {k: v[labelled] for k, v in data["targets"].items() if k != "d"}}
+        tr, va = self._split(len(labelled), sub)
+        ds = lambda rows: TrainingDataset(FeatureRows(Z[rows]), {k: v[rows] for k, v in sub["targets"].items()})  # noqa: E731
+        cbs = self._callbacks(len(tr), epochs, self.lr, True, va is not None)
+        net = self._make_net(self.module_.head, max_epochs=epochs, callbacks=cbs,
+                             train_split=predefined_split(ds(va)) if va is not None else None)
+        self._fit_net(net, ds(tr))
+        self.head_history_ = net.history
+
+    def _train_all(self, data, epochs, schedule=True):
+        """The unfrozen phase: layer-wise learning rates, frozen blocks in eval()."""
+        if epochs == 0:
+            return
+        bb, model = self.backbone_, self.module_
+        blocks = param_blocks(bb.module)
+        body_names = [n for n, _ in bb.module.named_parameters()]
+        frozen = {f"body.{n}" for n in frozen_names(body_names, blocks, self.freeze)}
+        for n, p in model.named_parameters():
+            p.requires_grad_(n not in frozen)
+        lr = self.lr / 2  # fastai halves the base rate once the body is unfrozen
+        groups = layerwise_groups(model, blocks, frozen, lr=lr, lr_mult=self.lr_mult,
+                                  weight_decay=self.weight_decay,
+                                  body_decay=0.0 if self.l2sp > 0 else self.weight_decay)
+        max_lr = [g["lr"] for g in groups] + ([lr] if self.adaptation == "dann" else [])
+        n = _n_rows(data["X"])
+        tr, va = self._split(n, data)
+        source = as_source(self, data["modality"], data["X"], reset=False)
+        augment = make_augment(self.augment) if data["modality"] == "image" else None
+        ds = lambda rows, cls: cls(_Subset(source, rows), {k: v[rows] for k, v in data["targets"].items()},  # noqa: E731
+                                   bb.preprocess, augment, bb.collate)
+        cbs = self._callbacks(len(tr), epochs, max_lr, schedule, va is not None)
+        l2sp_params = [n for n in dict(model.named_parameters()) if n.startswith("body.") and n not in frozen]
+        net = self._make_net(model, max_epochs=epochs, groups=groups,
+                             frozen_modules=fully_frozen_modules(model, frozen),
+                             l2sp_params=l2sp_params if self.l2sp > 0 else (), callbacks=cbs,
+                             train_split=predefined_split(ds(va, SourceDataset)) if va is not None else None)
+        try:
+            self._fit_net(net, ds(tr, TrainingDataset), partial=not schedule)
+        finally:
+            for p in model.parameters():
+                p.requires_grad_(True)
+        self.net_ = net
+
+    def _fit_net(self, net, dataset, partial=False):
+        """Fit a skorch net; on CUDA out-of-memory halve the batch and run the phase again."""
+        start = copy.deepcopy(net.module.state_dict()) if isinstance(net.module, nn.Module) else None
+        while True:
+            try:
+                if partial and hasattr(self, "net_") and self.net_.initialized_:
+                    net.initialize()
+                    net.partial_fit(dataset, None, epochs=1)
+                else:
+                    net.fit(dataset, None)
+                return net
+            except RuntimeError as exc:
+                if not (is_oom(exc) and self.device_.type == "cuda" and net.batch_size > 1):
+                    raise
+                net.module.load_state_dict(start)
+                torch.cuda.empty_cache()
+                net.set_params(batch_size=net.batch_size // 2)
+                warnings.warn(f"CUDA out of memory; retrying with batch_size={net.batch_size}.", stacklevel=3)
+
+    # ------------------------------------------------------------------ predict
+
+    def _forward(self, X):
+        check_is_fitted(self, "net_")
+        source = as_source(self, self.modality_, X, reset=False)
+        if self.freeze == "backbone":
+            # The body never trained: its features come from the cache, only the head runs.
+            Z = extract(self.backbone_, source, batch_size=self.batch_size, device=self.device_,
+                        precision=self.precision, num_workers=self.num_workers, cache=self.cache)
+            head = self.module_.head.to(self.device_).eval()
+            with torch.inference_mode():
+                return head(torch.from_numpy(Z).to(self.device_)).float().cpu().numpy()
+        bb = self.backbone_
+        ds = SourceDataset(source, {}, bb.preprocess, None, bb.collate)
+        return self.net_.forward(ds, training=False, device="cpu").float().numpy()
+
+    @property
+    def history_(self):
+        """Epoch records of both phases, each tagged with its ``phase``."""
+        check_is_fitted(self, "net_")
+        rows = [dict(r, phase="head") for r in getattr(self, "head_history_", [])]
+        if self.freeze != "backbone":
+            rows += [dict(r, phase="all") for r in self.net_.history]
+        return rows
+
+    def __getstate__(self):
+        # backbone_.module is module_.body: store it once, relink it on load.
+        state = self.__dict__.copy()
+        if "backbone_" in state:
+            bb = copy.copy(state["backbone_"])
+            bb.module = None
+            state["backbone_"] = bb
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "backbone_" in state and "net_" in state:
+            self.module_ = self.net_.module_
+            self.backbone_.module = self.module_.body
+            if not torch.cuda.is_available() and getattr(self, "device_", None) is not None and self.device_.type == "cuda":
+                self.device_ = torch.device("cpu")
+
+    def __sklearn_tags__(self):
+        from .features import _set_input_tags
+
+        tags = super().__sklearn_tags__()
+        _set_input_tags(tags, spec_modality(self.backbone))
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class _Subset:
+    """Rows ``rows`` of a source, as a source."""
+
+    def __init__(self, source, rows):
+        self.source, self.rows = source, np.asarray(rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def row_keys(self):
+        keys = self.source.row_keys()
+        return [keys[i] for i in self.rows]
+
+    def load(self, idx, preprocess=None):
+        return self.source.load(self.rows[np.asarray(idx)], preprocess)
+
+
+def _n_rows(X):
+    try:
+        return len(X)
+    except TypeError:
+        return X.shape[0]
+
+
+def _labelled_rows(y, sample_domain, task):
+    """(labelled mask, domain: 1 source / 0 target) from skada's convention."""
+    n = len(y)
+    if sample_domain is not None:
+        sd = np.asarray(sample_domain)
+        if sd.shape != (n,):
+            raise ValueError(f"sample_domain has shape {sd.shape}; expected ({n},), one per row.")
+        domain = (sd >= 0).astype(np.int8)
+    else:
+        domain = None
+    if task == "classification":
+        unl = (y == -1) if y.dtype.kind in "iuf" else np.zeros(n, bool)
+    else:
+        unl = np.isnan(y.astype(float)).reshape(n, -1).any(1)
+    if domain is None:
+        domain = (~unl).astype(np.int8)
+    else:
+        unl = unl & (domain == 0)
+    return ~unl, domain
+
+
+class FineTuneClassifier(ClassifierMixin, _FineTune):
+    """Fine-tune a pretrained backbone with a new classification head.
+
+    Parameters
+    ----------
+    backbone : str, nn.Module or fitted estimator
+        As in ``PretrainedFeatures``; a fitted sktransfer estimator or skorch net
+        reuses its trained body (source task → target task).
+    weights : str or None, default="DEFAULT"
+        ``None`` trains the same architecture from scratch (structure transfer).
+    freeze : {"none", "backbone"}, int or list of str, default="none"
+        What stays frozen after the head warm-up: nothing, the whole body (only
+        the head ever trains), the first ``k`` blocks, or parameter-name patterns.
+    freeze_epochs : int, default=1
+        Head-only epochs on features computed once, before unfreezing.
+    max_epochs : int, default=5
+        Epochs of the unfrozen phase.
+    lr : float, default=1e-3
+        Peak learning rate of the head (halved in the unfrozen phase, as in fastai).
+    lr_mult : float, default=10
+        Ratio between the head's and the earliest block's learning rate.
+    batch_size : int, default=32
+    weight_decay : float, default=0.01
+        AdamW's decoupled weight decay; never applied to norms and biases.
+    l2sp : float, default=0
+        λ of L2-SP: λ·‖θ − θ_pretrained‖² over the body replaces its weight decay.
+    image_size, layer, pooling, device, precision, cache, num_workers, random_state
+        As in ``PretrainedFeatures``.
+    augment : None, "flip", "crop" or callable, default=None
+        Training-time augmentation of image batches in the unfrozen phase.
+    class_weight : None, "balanced" or dict, default=None
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` (stratified) and stop after
+        ``n_iter_no_change`` epochs without improvement, restoring the best weights.
+        No validation split is made otherwise.
+    adaptation : None, "dann" or "coral", default=None
+        Deep domain adaptation with unlabelled target rows (y == -1 or ``sample_domain``).
+    adaptation_weight : float, default=1.0
+    warm_start : bool, default=False
+        Continue from the previous fit's weights instead of the pretrained ones.
+    verbose : int, default=0
+        1 prints skorch's epoch table, 2 adds a progress bar over batches.
+    callbacks : list of skorch callbacks, default=None
+        Added to the unfrozen phase's net.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    net_ : skorch.NeuralNet
+        The trained net (``net_.module_`` is body + head).
+    backbone_ : Backbone
+        The fine-tuned body: pass the fitted estimator as ``backbone=`` to transfer it.
+    history_ : list of dict
+    """
+
+    _task = "classification"
+
+    def __init__(self, backbone, *, weights="DEFAULT", freeze="none", freeze_epochs=1, max_epochs=5,
+                 lr=1e-3, lr_mult=10.0, batch_size=32, weight_decay=0.01, l2sp=0.0, image_size=None,
+                 augment=None, layer=None, pooling="avg", class_weight=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=3, adaptation=None,
+                 adaptation_weight=1.0, warm_start=False, device="auto", precision="auto",
+                 cache=True, num_workers=0, random_state=None, verbose=0, callbacks=None):
+        super().__init__(
+            backbone, weights=weights, freeze=freeze, freeze_epochs=freeze_epochs,
+            max_epochs=max_epochs, lr=lr, lr_mult=lr_mult, batch_size=batch_size,
+            weight_decay=weight_decay, l2sp=l2sp, image_size=image_size, augment=augment,
+            layer=layer, pooling=pooling, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
+            adaptation=adaptation, adaptation_weight=adaptation_weight, warm_start=warm_start,
+            device=device, precision=precision, cache=cache, num_workers=num_workers,
+            random_state=random_state, verbose=verbose, callbacks=callbacks,
+        )
+        self.class_weight = class_weight
+
+    _parameter_constraints = {**_FineTune._parameter_constraints,
+                              "class_weight": [None, StrOptions({"balanced"}), dict]}
+
+    def _n_outputs(self):
+        return len(self.classes_)
+
+    def _encode_target(self, y, labelled, *, reset, classes=None):
+        y = _check_y(y) if y.ndim > 1 else y
+        y_lab = y[labelled]
+        check_classification_targets(y_lab)
+        if reset:
+            self.classes_ = np.unique(y_lab) if classes is None else np.asarray(classes)
+            self.class_weight_ = None
+            if self.class_weight is not None:
+                self.class_weight_ = compute_class_weight(self.class_weight, classes=self.classes_, y=y_lab)
+        enc = np.zeros(len(y), dtype=np.int64)
+        idx = np.searchsorted(self.classes_, y_lab)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        unknown = self.classes_[idx] != y_lab
+        if unknown.any():
+            raise ValueError(f"y contains labels {np.unique(y_lab[unknown])[:5]} not in classes_ {self.classes_}.")
+        enc[labelled] = idx
+        return enc
+
+    def predict_proba(self, X):
+        logits = torch.from_numpy(self._forward(X))
+        return torch.softmax(logits, dim=1).numpy().astype(np.float64)
+
+    def predict_log_proba(self, X):
+        return np.log(np.clip(self.predict_proba(X), 1e-300, None))
+
+    def decision_function(self, X):
+        out = self._forward(X).astype(np.float64)
+        return out[:, 1] - out[:, 0] if out.shape[1] == 2 else out
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self._forward(X), axis=1)]
+
+
+class FineTuneRegressor(RegressorMixin, _FineTune):
+    """Fine-tune a pretrained backbone with a new regression head (1-D or multi-output y).
+
+    Targets are standardised for training and mapped back in ``predict``. Same
+    parameters as ``FineTuneClassifier`` except ``class_weight``; unlabelled target
+    rows for ``adaptation`` have y = NaN.
+    """
+
+    _task = "regression"
+
+    def _n_outputs(self):
+        return self.n_outputs_
+
+    def _encode_target(self, y, labelled, *, reset, classes=None):
+        y = np.asarray(y, dtype=np.float64)
+        if reset:
+            self._y_1d = y.ndim == 1
+            self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+            y_lab = y[labelled].reshape(labelled.sum(), -1)
+            if not np.isfinite(y_lab).all():
+                raise ValueError("y contains infinity or NaN in labelled rows.")
+            self.y_mean_ = y_lab.mean(0)
+            self.y_scale_ = np.where(y_lab.std(0) > 0, y_lab.std(0), 1.0)
+        z = (y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_
+        return np.nan_to_num(z).astype(np.float32)
+
+    def predict(self, X):
+        out = self._forward(X).astype(np.float64) * self.y_scale_ + self.y_mean_
+        return out.ravel() if self._y_1d else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
