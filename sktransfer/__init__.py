@@ -5,6 +5,15 @@ from .backbones import Backbone, list_backbones, register_backbone, resolve_back
 from .feature_transfer import FeatureTransferClassifier, FeatureTransferRegressor
 from .features import PretrainedFeatures
 from .finetune import FineTuneClassifier, FineTuneRegressor
+from .selection import (
+    hscore,
+    leep_score,
+    logme_score,
+    mmd,
+    nce_score,
+    proxy_a_distance,
+    rank_backbones,
+)
 
 __version__ = "0.1.0"
 
@@ -16,6 +25,13 @@ __all__ = [
     "FineTuneRegressor",
     "PretrainedFeatures",
     "feature_cache",
+    "hscore",
+    "leep_score",
+    "logme_score",
+    "mmd",
+    "nce_score",
+    "proxy_a_distance",
+    "rank_backbones",
     "list_backbones",
     "register_backbone",
     "resolve_backbone",

@@ -66,8 +66,8 @@ class _FineTune(BaseEstimator):
     }
     _task = "classification"
 
-    def __init__(self, backbone, *, weights="DEFAULT", freeze="none", freeze_epochs=1, max_epochs=5,
-                 lr=1e-3, lr_mult=10.0, batch_size=32, weight_decay=0.01, l2sp=0.0, image_size=None,
+    def __init__(self, backbone, *, weights="DEFAULT", freeze="none", freeze_epochs=3, max_epochs=5,
+                 lr=2e-3, lr_mult=10.0, batch_size=32, weight_decay=0.01, l2sp=0.0, image_size=None,
                  augment=None, layer=None, pooling="avg", early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=3, adaptation=None,
                  adaptation_weight=1.0, warm_start=False, device="auto", precision="auto",
@@ -183,6 +183,7 @@ class _FineTune(BaseEstimator):
         else:
             features.fit(X)
         bb = features.backbone_
+        _make_trainable(bb.module)
         self.modality_ = data["modality"]
         self.backbone_ = bb
         head = nn.Linear(bb.dim, self._n_outputs())
@@ -254,7 +255,8 @@ class _FineTune(BaseEstimator):
     def _callbacks(self, n_train, epochs, max_lr, schedule, validating):
         cbs = []
         if schedule and epochs > 0:
-            steps = epochs * max(1, -(-n_train // self.batch_size))
+            # +1: skorch may step once more than the batch count (e.g. a last partial batch)
+            steps = epochs * max(1, -(-n_train // self.batch_size)) + 1
             cbs.append(("onecycle", LRScheduler(
                 policy=torch.optim.lr_scheduler.OneCycleLR, max_lr=max_lr, total_steps=steps, pct_start=0.3,
                 div_factor=5.0, step_every="batch",
@@ -312,6 +314,8 @@ class _FineTune(BaseEstimator):
                              frozen_modules=fully_frozen_modules(model, frozen),
                              l2sp_params=l2sp_params if self.l2sp > 0 else (), callbacks=cbs,
                              train_split=predefined_split(ds(va, SourceDataset)) if va is not None else None)
+        if not schedule and self.net_.history:
+            net = self.net_  # partial_fit: keep one net, one history, one optimizer state
         try:
             self._fit_net(net, ds(tr, TrainingDataset), partial=not schedule)
         finally:
@@ -324,8 +328,7 @@ class _FineTune(BaseEstimator):
         start = copy.deepcopy(net.module.state_dict()) if isinstance(net.module, nn.Module) else None
         while True:
             try:
-                if partial and hasattr(self, "net_") and self.net_.initialized_:
-                    net.initialize()
+                if partial:
                     net.partial_fit(dataset, None, epochs=1)
                 else:
                     net.fit(dataset, None)
@@ -389,6 +392,15 @@ class _FineTune(BaseEstimator):
         return tags
 
 
+def _make_trainable(module: nn.Module) -> None:
+    """Lazy modules materialised under ``inference_mode`` hold inference tensors, which
+    autograd refuses; give them ordinary storage."""
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            if t.is_inference():
+                t.data = t.data.clone()
+
+
 class _Subset:
     """Rows ``rows`` of a source, as a source."""
 
@@ -447,11 +459,12 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
     freeze : {"none", "backbone"}, int or list of str, default="none"
         What stays frozen after the head warm-up: nothing, the whole body (only
         the head ever trains), the first ``k`` blocks, or parameter-name patterns.
-    freeze_epochs : int, default=1
-        Head-only epochs on features computed once, before unfreezing.
+    freeze_epochs : int, default=3
+        Head-only epochs on features computed once, before unfreezing (fastai uses
+        1; the epochs are nearly free here because the body's features are cached).
     max_epochs : int, default=5
         Epochs of the unfrozen phase.
-    lr : float, default=1e-3
+    lr : float, default=2e-3
         Peak learning rate of the head (halved in the unfrozen phase, as in fastai).
     lr_mult : float, default=10
         Ratio between the head's and the earliest block's learning rate.
@@ -491,8 +504,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
 
     _task = "classification"
 
-    def __init__(self, backbone, *, weights="DEFAULT", freeze="none", freeze_epochs=1, max_epochs=5,
-                 lr=1e-3, lr_mult=10.0, batch_size=32, weight_decay=0.01, l2sp=0.0, image_size=None,
+    def __init__(self, backbone, *, weights="DEFAULT", freeze="none", freeze_epochs=3, max_epochs=5,
+                 lr=2e-3, lr_mult=10.0, batch_size=32, weight_decay=0.01, l2sp=0.0, image_size=None,
                  augment=None, layer=None, pooling="avg", class_weight=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=3, adaptation=None,
                  adaptation_weight=1.0, warm_start=False, device="auto", precision="auto",
@@ -545,7 +558,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         return out[:, 1] - out[:, 0] if out.shape[1] == 2 else out
 
     def predict(self, X):
-        return self.classes_[np.argmax(self._forward(X), axis=1)]
+        logits = self._forward(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
 
 class FineTuneRegressor(RegressorMixin, _FineTune):

@@ -1,0 +1,349 @@
+"""FineTuneClassifier / FineTuneRegressor: the recipe, freezing, transfer hooks, the sklearn contract."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from sktransfer import FineTuneClassifier, FineTuneRegressor, PretrainedFeatures
+from sktransfer.backbones import param_blocks
+
+
+def tabular(seed=0, n=120, d=5):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    return X, y
+
+
+def small_convnet():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+    )
+
+
+def images(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, 12, 12, 3)).astype(np.float32)
+    y = np.arange(n) % 3
+    X[y == 1, :, :, 0] = 1.0  # a learnable signal: class 1 is red, class 2 bright
+    X[y == 2] = np.clip(X[y == 2] + 0.5, 0, 1)
+    return X, y
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# ------------------------------------------------------------------------- freezing
+
+
+def test_freeze_backbone_keeps_body_parameters_and_batchnorm_buffers_bit_identical():
+    body = small_convnet()
+    before = snapshot(body)
+    X, y = images()
+    clf = FineTuneClassifier(body, freeze="backbone", max_epochs=3, random_state=0).fit(X, y)
+    after = clf.backbone_.module.body.state_dict()
+    assert set(after) == set(before)
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k
+    # the user's module is untouched too (fit works on a copy)
+    assert all(torch.equal(body.state_dict()[k], v) for k, v in before.items())
+
+
+def test_freeze_backbone_trains_the_head():
+    X, y = tabular()
+    body = nn.Sequential(nn.Linear(5, 16), nn.BatchNorm1d(16), nn.ReLU())
+    clf = FineTuneClassifier(body, freeze="backbone", max_epochs=20, lr=5e-2, random_state=0)
+    assert clf.fit(X, y).score(X, y) > 0.85
+
+
+def test_freeze_int_keeps_leading_blocks_and_their_batchnorm_stats_fixed():
+    body = small_convnet()
+    X, y = images()
+    clf = FineTuneClassifier(body, freeze=1, freeze_epochs=0, max_epochs=2, lr=1e-2,
+                             random_state=0).fit(X, y)
+    trained = clf.backbone_.module.body.state_dict()
+    blocks = param_blocks(clf.backbone_.module)
+    first = {n.removeprefix("body.") for n in blocks[0]}
+    assert first == {"0.weight", "0.bias"}
+    for k in ("0.weight", "0.bias"):
+        assert torch.equal(trained[k], body.state_dict()[k])
+    assert not torch.equal(trained["3.weight"], body.state_dict()["3.weight"])
+    # BatchNorm 1 (block 1) is trainable: its running stats move
+    assert not torch.equal(trained["1.running_mean"], body.state_dict()["1.running_mean"])
+
+
+def test_freeze_pattern_that_matches_nothing_names_the_pattern():
+    X, y = tabular()
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), freeze=["nope.*"], random_state=0)
+    with pytest.raises(ValueError, match=r"\['nope\.\*'\] match no parameter"):
+        clf.fit(X, y)
+
+
+def test_freeze_pattern_freezes_matching_parameters():
+    body = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 8))
+    ref = snapshot(body)
+    X, y = tabular()
+    clf = FineTuneClassifier(body, freeze=["body.0.*"], freeze_epochs=0, max_epochs=2, lr=1e-2,
+                             random_state=0).fit(X, y)
+    after = clf.backbone_.module.body.state_dict()
+    assert torch.equal(after["0.weight"], ref["0.weight"])
+    assert not torch.equal(after["2.weight"], ref["2.weight"])
+
+
+# ------------------------------------------------------------------------- targets
+
+
+def test_string_labels_round_trip_through_predict():
+    X, y = tabular()
+    labels = np.where(y == 1, "cat", "dog")
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 16), nn.ReLU()), lr=1e-2, max_epochs=10,
+                             random_state=0).fit(X, labels)
+    assert list(clf.classes_) == ["cat", "dog"]
+    assert set(clf.predict(X)) <= {"cat", "dog"}
+    assert clf.score(X, labels) > 0.8
+
+
+def test_integer_labels_not_starting_at_zero():
+    X, y = tabular()
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=1, random_state=0)
+    clf.fit(X, y + 7)
+    assert list(clf.classes_) == [7, 8]
+    assert clf.predict_proba(X).shape == (len(X), 2)
+    np.testing.assert_allclose(clf.predict_proba(X).sum(1), 1.0, rtol=1e-6)
+
+
+def test_regressor_handles_one_and_multi_output_targets():
+    X, _ = tabular()
+    Y = np.stack([X @ [1, 2, 0, 0, 0], X @ [0, 0, 1, -1, 0]], axis=1) * 10 + 100
+    body = nn.Sequential(nn.Linear(5, 32), nn.ReLU())
+    one = FineTuneRegressor(body, lr=1e-2, max_epochs=30, random_state=0).fit(X, Y[:, 0])
+    assert one.predict(X).shape == (len(X),)
+    assert one.score(X, Y[:, 0]) > 0.8  # targets far from 0 learn fine: y is standardised inside
+    two = FineTuneRegressor(body, lr=1e-2, max_epochs=30, random_state=0).fit(X, Y)
+    assert two.predict(X).shape == (len(X), 2)
+
+
+def test_y_is_not_mutated():
+    X, y = tabular()
+    y_copy = y.copy()
+    FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), max_epochs=1, random_state=0).fit(X, y)
+    assert np.array_equal(y, y_copy)
+
+
+# ------------------------------------------------------------------------- recipe details
+
+
+def test_random_state_makes_cpu_fits_bit_identical():
+    X, y = tabular()
+    body = nn.Sequential(nn.Linear(5, 8), nn.ReLU())
+    a = FineTuneClassifier(body, max_epochs=2, random_state=3).fit(X, y).predict_proba(X)
+    b = FineTuneClassifier(body, max_epochs=2, random_state=3).fit(X, y).predict_proba(X)
+    assert np.array_equal(a, b)
+
+
+def test_each_fit_starts_again_from_the_pretrained_weights():
+    X, y = tabular()
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=2, random_state=0)
+    first = clf.fit(X, y).predict_proba(X)
+    second = clf.fit(X, y).predict_proba(X)
+    assert np.array_equal(first, second)
+
+
+def test_warm_start_continues_training():
+    X, y = tabular()
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=2, warm_start=True,
+                             random_state=0)
+    first = clf.fit(X, y).predict_proba(X)
+    second = clf.fit(X, y).predict_proba(X)
+    assert not np.array_equal(first, second)
+
+
+def test_partial_fit_runs_one_epoch_per_call():
+    X, y = tabular()
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1])
+    clf.partial_fit(X, y)
+    assert len(clf.net_.history) == 2
+    assert list(clf.classes_) == [0, 1]
+
+
+def test_layerwise_learning_rates_rise_from_earliest_block_to_head():
+    X, y = tabular()
+    body = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+    clf = FineTuneClassifier(body, lr=1e-2, lr_mult=100, freeze_epochs=0, max_epochs=1,
+                             random_state=0).fit(X, y)
+    groups = clf.net_.param_groups
+    weight_lrs = [g["lr"] for g in groups if g["weight_decay"] > 0]
+    assert weight_lrs == sorted(weight_lrs)
+    assert weight_lrs[-1] == pytest.approx(5e-3)  # the head: lr / 2 once unfrozen
+    assert weight_lrs[0] == pytest.approx(5e-5)  # the earliest block: / lr_mult
+    # norms and biases take no weight decay
+    assert all(g["weight_decay"] == 0 for g in groups if all(n.endswith("bias") for n in g["names"]))
+
+
+def test_l2sp_keeps_the_body_closer_to_its_pretrained_weights():
+    X, y = tabular()
+    body = nn.Sequential(nn.Linear(5, 16), nn.ReLU())
+    ref = snapshot(body)
+
+    def drift(l2sp):
+        clf = FineTuneClassifier(body, l2sp=l2sp, lr=3e-2, max_epochs=5, random_state=0).fit(X, y)
+        after = clf.backbone_.module.body.state_dict()
+        return sum(((after[k] - v) ** 2).sum().item() for k, v in ref.items())
+
+    assert drift(1.0) < 0.5 * drift(0.0)
+
+
+def test_no_validation_split_unless_early_stopping():
+    X, y = tabular()
+    plain = FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), max_epochs=2, random_state=0).fit(X, y)
+    assert all("valid_loss" not in h for h in plain.history_)
+    es = FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), max_epochs=30, early_stopping=True,
+                            n_iter_no_change=2, lr=0.5, random_state=0).fit(X, y)
+    unfrozen = [h for h in es.history_ if h["phase"] == "all"]
+    assert all("valid_loss" in h for h in unfrozen)
+    assert len(unfrozen) < 30  # stopped early
+
+
+def test_sample_weight_zero_rows_are_ignored():
+    X, y = tabular(n=200)
+    flipped = np.concatenate([y[:100], 1 - y[100:]])
+    w = np.r_[np.ones(100), np.zeros(100)]
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 16), nn.ReLU()), lr=1e-2, max_epochs=15,
+                             random_state=0).fit(X, flipped, sample_weight=w)
+    assert clf.score(X[:100], y[:100]) > 0.85
+
+
+def test_class_weight_balanced_raises_minority_recall():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2)).astype(np.float32)
+    y = (X[:, 0] > 1.2).astype(int)  # ~12 % positives, overlapping
+
+    def recall(cw):
+        clf = FineTuneClassifier(nn.Sequential(nn.Linear(2, 8), nn.ReLU()), class_weight=cw,
+                                 lr=1e-2, max_epochs=10, random_state=0).fit(X, y)
+        return (clf.predict(X)[y == 1] == 1).mean()
+
+    assert recall("balanced") > recall(None)
+
+
+# ------------------------------------------------------------------------- transfer hooks
+
+
+def test_structure_transfer_weights_none_trains_from_scratch():
+    X, y = images(n=24)
+    a = FineTuneClassifier("efficientnet_lite0", weights=None, image_size=32, max_epochs=1,
+                           freeze_epochs=0, random_state=0).fit(X, y)
+    b = FineTuneClassifier("efficientnet_lite0", image_size=32, max_epochs=1, freeze_epochs=0,
+                           random_state=0).fit(X, y)
+    wa = a.backbone_.module.state_dict()
+    wb = b.backbone_.module.state_dict()
+    key = next(k for k in wa if k.endswith("conv_stem.weight"))
+    assert not torch.allclose(wa[key], wb[key], atol=1e-2)
+
+
+def test_fitted_estimator_as_backbone_starts_from_its_trained_body():
+    X, y = tabular()
+    source = FineTuneRegressor(nn.Sequential(nn.Linear(5, 8), nn.ReLU()), lr=1e-2, max_epochs=3,
+                               random_state=0).fit(X, X[:, 0])
+    target = FineTuneClassifier(source, freeze="backbone", max_epochs=1, random_state=0).fit(X, y)
+    src = source.backbone_.module.state_dict()
+    tgt = target.backbone_.module.state_dict()
+    assert all(torch.equal(src[k], tgt[k]) for k in src)
+    # and the source keeps its own body: the target trained on a copy
+    assert target.backbone_.module is not source.backbone_.module
+
+
+def test_pretrained_features_of_a_fitted_finetune_are_its_body_outputs():
+    X, y = tabular()
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 6), nn.ReLU()), max_epochs=2,
+                             random_state=0).fit(X, y)
+    Z = PretrainedFeatures(clf).fit_transform(X)
+    with torch.no_grad():
+        expected = clf.backbone_.module.eval()(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(Z, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fitted_skorch_net_as_backbone():
+    from skorch import NeuralNetRegressor
+
+    X, _ = tabular()
+    net = NeuralNetRegressor(nn.Sequential(nn.Linear(5, 6), nn.ReLU()), max_epochs=1,
+                             train_split=None, verbose=0).fit(X, X[:, :6].mean(1, keepdims=True).repeat(6, 1))
+    Z = PretrainedFeatures(net).fit_transform(X)
+    assert Z.shape == (len(X), 6)
+
+
+def test_unfitted_estimator_as_backbone_is_a_clear_error():
+    X, y = tabular()
+    with pytest.raises(ValueError, match="is not fitted"):
+        FineTuneClassifier(FineTuneClassifier(nn.Linear(5, 2))).fit(X, y)
+
+
+# ------------------------------------------------------------------------- sklearn contract
+
+
+def test_pickle_round_trip_predicts_identically():
+    X, y = tabular()
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=1, random_state=0).fit(X, y)
+    loaded = pickle.loads(pickle.dumps(clf))
+    assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.backbone_.module is loaded.net_.module_.body
+
+
+def test_clone_carries_no_fitted_state():
+    X, y = tabular()
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=1, random_state=0).fit(X, y)
+    assert not hasattr(clone(clf), "net_")
+
+
+def test_grid_search_with_two_jobs():
+    X, y = tabular()
+    search = GridSearchCV(
+        FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=2, random_state=0),
+        {"lr": [1e-3, 1e-2]}, cv=2, n_jobs=2,
+    ).fit(X, y)
+    assert search.best_params_["lr"] in (1e-3, 1e-2)
+    assert cross_val_score(search.best_estimator_, X, y, cv=2).shape == (2,)
+
+
+def test_fit_without_y_is_a_clear_error():
+    X, _ = tabular()
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        FineTuneClassifier(nn.Linear(5, 2)).fit(X, None)
+
+
+def test_sample_domain_without_adaptation_is_a_clear_error():
+    X, y = tabular()
+    with pytest.raises(ValueError, match="adaptation=None"):
+        FineTuneClassifier(nn.Linear(5, 2)).fit(X, y, sample_domain=np.zeros(len(y)))
+
+
+# check_estimator with a tabular backbone. Kept expected failures, with their reason:
+EXPECTED_FAILED = {
+    # Mini-batch SGD visits duplicated rows in different batches than weighted ones, so
+    # weighting by 2 is not bit-equivalent to repeating a row (sklearn's SGD* mark it too).
+    "check_sample_weight_equivalence_on_dense_data": "stochastic mini-batch training",
+}
+
+
+@parametrize_with_checks(
+    [
+        FineTuneClassifier(nn.Sequential(nn.LazyLinear(8), nn.ReLU()), lr=5e-2, max_epochs=8,
+                           random_state=0),
+        FineTuneRegressor(nn.Sequential(nn.LazyLinear(8), nn.ReLU()), lr=5e-2, max_epochs=8,
+                          random_state=0),
+    ],
+    expected_failed_checks=lambda est: EXPECTED_FAILED,
+)
+def test_sklearn_contract(estimator, check):
+    check(estimator)
