@@ -127,7 +127,7 @@ class TransferNet(NeuralNet):
     def __init__(self, *args, task="classification", param_groups=None, frozen_modules=(),
                  l2sp=0.0, l2sp_params=(), class_weight=None, amp_dtype=None,
                  channels_last=False, adaptation=None, adaptation_weight=0.0,
-                 domain_head=None, **kwargs):
+                 domain_features=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.task = task
         self.param_groups = param_groups
@@ -139,7 +139,7 @@ class TransferNet(NeuralNet):
         self.channels_last = channels_last
         self.adaptation = adaptation
         self.adaptation_weight = adaptation_weight
-        self.domain_head = domain_head
+        self.domain_features = domain_features
 
     def initialize_module(self):
         super().initialize_module()
@@ -149,8 +149,11 @@ class TransferNet(NeuralNet):
         self.l2sp_ref_ = {
             n: p.detach().clone() for n, p in self.module_.named_parameters() if n in set(self.l2sp_params)
         }
-        if self.domain_head is not None:
-            self.domain_head_ = self.domain_head.to(self.device)
+        if self.adaptation == "dann":
+            # A real binary domain classifier with a hidden layer, on the body's features
+            # (not skada's one-unit softmax, whose output is a constant).
+            d = self.domain_features
+            self.domain_head_ = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 1)).to(self.device)
         return self
 
     def get_all_learnable_params(self):
@@ -166,7 +169,7 @@ class TransferNet(NeuralNet):
             for g in groups
             if g["names"]
         ]
-        if self.domain_head is not None:
+        if self.adaptation == "dann":
             torch_groups.append({"params": list(self.domain_head_.parameters()),
                                  "lr": groups[-1]["lr"], "weight_decay": groups[-1]["weight_decay"]})
         _, kw = self.get_params_for_optimizer("optimizer", self.module_.named_parameters())

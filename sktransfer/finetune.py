@@ -198,10 +198,6 @@ class _FineTune(BaseEstimator):
         device = resolve_device(self.device)
         amp = autocast_dtype(device, self.precision)
         cw = getattr(self, "class_weight_", None)
-        domain_head = None
-        if self.adaptation == "dann" and module is self.module_:
-            dim = self.backbone_.dim
-            domain_head = nn.Sequential(nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, 1))
         cbs = list(callbacks)
         if self.verbose and self.verbose > 1:
             cbs.append(("progress", ProgressBar()))
@@ -234,7 +230,7 @@ class _FineTune(BaseEstimator):
             channels_last=device.type == "cuda" and self.backbone_.is_conv,
             adaptation=self.adaptation if module is self.module_ else None,
             adaptation_weight=self.adaptation_weight,
-            domain_head=domain_head,
+            domain_features=self.backbone_.dim,
         )
 
     def _split(self, n_rows, data):

@@ -1,0 +1,84 @@
+"""Deep domain adaptation inside fine-tuning: adaptation="dann" | "coral"."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sktransfer import FineTuneClassifier, FineTuneRegressor
+from sktransfer._training import coral_loss
+
+
+def affine_shift(seed, n=300):
+    """Source ~ N(0, I); target = the same task seen through a scale, shear and translation."""
+    rng = np.random.default_rng(seed)
+    Xs = rng.normal(size=(n, 2))
+    Xt0 = rng.normal(size=(n, 2))
+    label = lambda Z: (Z[:, 0] + 0.5 * Z[:, 1] > 0).astype(int)  # noqa: E731
+    Xt = Xt0 @ np.array([[2.0, 0.8], [-0.6, 0.5]]) + [3.0, -2.0]
+    X = np.vstack([Xs, Xt]).astype(np.float32)
+    y = np.r_[label(Xs), -np.ones(n, int)]
+    return X, y, Xt.astype(np.float32), label(Xt0)
+
+
+def body():
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
+
+
+def fit(adaptation, X, y, seed, **kw):
+    if adaptation is None:  # source-only: the labelled rows alone
+        X, y = X[y >= 0], y[y >= 0]
+    torch.manual_seed(seed)
+    return FineTuneClassifier(body(), adaptation=adaptation, lr=1e-2, lr_mult=1, max_epochs=30,
+                              freeze_epochs=0, random_state=seed, **kw).fit(X, y)
+
+
+def test_dann_beats_source_only_on_the_target():
+    gains = []
+    for seed in range(3):
+        X, y, Xt, yt = affine_shift(seed)
+        gains.append(fit("dann", X, y, seed).score(Xt, yt) - fit(None, X, y, seed).score(Xt, yt))
+    assert np.mean(gains) > 0.05, gains
+
+
+def test_coral_aligns_source_and_target_feature_covariances():
+    X, y, Xt, _ = affine_shift(0)
+    src = X[y >= 0]
+
+    def gap(clf):
+        with torch.no_grad():
+            m = clf.backbone_.module.eval()
+            return coral_loss(m(torch.from_numpy(src)), m(torch.from_numpy(Xt))).item()
+
+    assert gap(fit("coral", X, y, 0, adaptation_weight=10.0)) < 0.5 * gap(fit(None, X, y, 0))
+
+
+def test_unlabelled_target_rows_are_never_a_class():
+    X, y, Xt, _ = affine_shift(1, n=60)
+    clf = fit("dann", X, y, 0)
+    assert list(clf.classes_) == [0, 1]
+    assert set(clf.predict(Xt)) <= {0, 1}
+
+
+def test_sample_domain_marks_target_rows_like_y_minus_one():
+    X, y, Xt, _ = affine_shift(2, n=60)
+    sd = np.where(y >= 0, 1, -1)
+    a = fit("coral", X, y, 0).predict_proba(Xt)
+    torch.manual_seed(0)
+    b = FineTuneClassifier(body(), adaptation="coral", lr=1e-2, lr_mult=1, max_epochs=30,
+                           freeze_epochs=0, random_state=0).fit(X, y, sample_domain=sd)
+    np.testing.assert_allclose(a, b.predict_proba(Xt), rtol=1e-5)
+
+
+def test_regressor_takes_nan_targets_as_unlabelled_target_rows():
+    X, y, Xt, _ = affine_shift(3, n=60)
+    yr = np.where(y >= 0, X[:, 0], np.nan)
+    reg = FineTuneRegressor(body(), adaptation="dann", max_epochs=2, random_state=0).fit(X, yr)
+    assert reg.predict(Xt).shape == (len(Xt),)
+    assert np.isfinite(reg.predict(Xt)).all()
+
+
+def test_adaptation_without_target_rows_is_a_clear_error():
+    X, y, _, _ = affine_shift(0, n=30)
+    with pytest.raises(ValueError, match="needs unlabelled target rows"):
+        fit("dann", X[y >= 0], y[y >= 0], 0)
