@@ -38,8 +38,9 @@ class SourceDataset(Dataset):
     """Rows of a source with their targets; ``__getitems__`` builds whole batches at once
     so preprocessing is batched (see ``identity_collate``)."""
 
-    def __init__(self, source, targets: dict[str, np.ndarray], preprocess=None, augment=None,
-                 collate=None):
+    def __init__(
+        self, source, targets: dict[str, np.ndarray], preprocess=None, augment=None, collate=None
+    ):
         self.source, self.targets = source, targets
         self.preprocess, self.augment, self.collate = preprocess, augment, collate
         self.training = False
@@ -124,10 +125,22 @@ class TransferNet(NeuralNet):
     the adaptation term).
     """
 
-    def __init__(self, *args, task="classification", param_groups=None, frozen_modules=(),
-                 l2sp=0.0, l2sp_params=(), class_weight=None, amp_dtype=None,
-                 channels_last=False, adaptation=None, adaptation_weight=0.0,
-                 domain_features=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        task="classification",
+        param_groups=None,
+        frozen_modules=(),
+        l2sp=0.0,
+        l2sp_params=(),
+        class_weight=None,
+        amp_dtype=None,
+        channels_last=False,
+        adaptation=None,
+        adaptation_weight=0.0,
+        domain_features=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.task = task
         self.param_groups = param_groups
@@ -147,13 +160,17 @@ class TransferNet(NeuralNet):
             self.module_.to(memory_format=torch.channels_last)
         # Snapshot of the pretrained body weights for L2-SP, on the training device.
         self.l2sp_ref_ = {
-            n: p.detach().clone() for n, p in self.module_.named_parameters() if n in set(self.l2sp_params)
+            n: p.detach().clone()
+            for n, p in self.module_.named_parameters()
+            if n in set(self.l2sp_params)
         }
         if self.adaptation == "dann":
             # A real binary domain classifier with a hidden layer, on the body's features
             # (not skada's one-unit softmax, whose output is a constant).
             d = self.domain_features
-            self.domain_head_ = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 1)).to(self.device)
+            self.domain_head_ = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 1)).to(
+                self.device
+            )
         return self
 
     def get_all_learnable_params(self):
@@ -165,13 +182,22 @@ class TransferNet(NeuralNet):
             return super().initialize_optimizer(*args, **kwargs)
         params = dict(self.module_.named_parameters())
         torch_groups = [
-            {"params": [params[n] for n in g["names"]], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+            {
+                "params": [params[n] for n in g["names"]],
+                "lr": g["lr"],
+                "weight_decay": g["weight_decay"],
+            }
             for g in groups
             if g["names"]
         ]
         if self.adaptation == "dann":
-            torch_groups.append({"params": list(self.domain_head_.parameters()),
-                                 "lr": groups[-1]["lr"], "weight_decay": groups[-1]["weight_decay"]})
+            torch_groups.append(
+                {
+                    "params": list(self.domain_head_.parameters()),
+                    "lr": groups[-1]["lr"],
+                    "weight_decay": groups[-1]["weight_decay"],
+                }
+            )
         _, kw = self.get_params_for_optimizer("optimizer", self.module_.named_parameters())
         kw.pop("lr", None)
         self.optimizer_ = self.optimizer(torch_groups, lr=groups[-1]["lr"], **kw)
@@ -198,14 +224,20 @@ class TransferNet(NeuralNet):
             cw = None if self.class_weight is None else self.class_weight.to(y_pred.device)
             per = F.cross_entropy(y_pred, y.long(), weight=cw, reduction="none")
         else:
-            per = F.mse_loss(y_pred, y.float().view_as(y_pred), reduction="none").reshape(len(y), -1).mean(1)
+            per = (
+                F.mse_loss(y_pred, y.float().view_as(y_pred), reduction="none")
+                .reshape(len(y), -1)
+                .mean(1)
+            )
         ww = torch.ones_like(per) if w is None else w.to(per.device).float()
         if labelled is not None:
             ww = ww * labelled.float()
         loss = (per * ww).sum() / ww.sum().clamp_min(1e-12)
         if training and self.l2sp > 0:
             params = dict(self.module_.named_parameters())
-            loss = loss + self.l2sp * sum(((params[n] - ref) ** 2).sum() for n, ref in self.l2sp_ref_.items())
+            loss = loss + self.l2sp * sum(
+                ((params[n] - ref) ** 2).sum() for n, ref in self.l2sp_ref_.items()
+            )
         if training and self.adaptation is not None and d is not None:
             loss = loss + self.adaptation_weight * self._adaptation_loss(d.to(y_pred.device))
         if isinstance(self.module_, TransferModel):
@@ -219,7 +251,7 @@ class TransferNet(NeuralNet):
             return z.sum() * 0.0
         if self.adaptation == "coral":
             return coral_loss(z[src], z[tgt])
-        # DANN: the body is trained to fool a binary domain classifier through the reversed gradient.
+        # DANN: the body learns to fool a binary domain classifier via the reversed gradient.
         logits = self.domain_head_(GradReverse.apply(z, 1.0)).squeeze(1)
         return F.binary_cross_entropy_with_logits(logits, tgt.float())
 
@@ -244,8 +276,16 @@ class GradReverse(torch.autograd.Function):
         return -ctx.lam * grad, None
 
 
-def layerwise_groups(module: TransferModel, blocks: list[list[str]], frozen: set[str], *, lr: float,
-                     lr_mult: float, weight_decay: float, body_decay: float) -> list[dict]:
+def layerwise_groups(
+    module: TransferModel,
+    blocks: list[list[str]],
+    frozen: set[str],
+    *,
+    lr: float,
+    lr_mult: float,
+    weight_decay: float,
+    body_decay: float,
+) -> list[dict]:
     """AdamW groups: each body block gets a geometric learning rate from lr/lr_mult (earliest)
     up to lr (the head); norms and biases get no weight decay."""
     shapes = {n: p.ndim for n, p in module.named_parameters()}
@@ -258,6 +298,10 @@ def layerwise_groups(module: TransferModel, blocks: list[list[str]], frozen: set
     for i, (names, tier_lr) in enumerate(zip(tiers, lrs)):
         names = [n for n in names if n not in frozen]
         decay = weight_decay if i == k - 1 else body_decay
-        groups.append({"names": [n for n in names if shapes[n] > 1], "lr": tier_lr, "weight_decay": decay})
-        groups.append({"names": [n for n in names if shapes[n] <= 1], "lr": tier_lr, "weight_decay": 0.0})
+        groups.append(
+            {"names": [n for n in names if shapes[n] > 1], "lr": tier_lr, "weight_decay": decay}
+        )
+        groups.append(
+            {"names": [n for n in names if shapes[n] <= 1], "lr": tier_lr, "weight_decay": 0.0}
+        )
     return [g for g in groups if g["names"]]

@@ -29,7 +29,9 @@ class Augment:
             left = int(torch.randint(0, w - cw + 1, (1,)))
             x = x[..., top : top + ch, left : left + cw]
             if (ch, cw) != (h, w):
-                x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+                x = F.interpolate(
+                    x, size=(h, w), mode="bilinear", align_corners=False, antialias=True
+                )
             if self.flip and bool(torch.rand(1) < 0.5):
                 x = x.flip(-1)
             out[i] = x[0]

@@ -22,8 +22,18 @@ from pathlib import Path
 import numpy as np
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                   "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def load_fashion_mnist(split: str = "train", directory: Path = FASHION_DIR):
@@ -77,9 +87,11 @@ def feature_transfer_table(X, y, *, image_size, cv, seed):
     head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
     candidates = {
         "EfficientNet-Lite0, ImageNet weights": FeatureTransferClassifier(
-            "efficientnet_lite0", head=head, image_size=image_size),
+            "efficientnet_lite0", head=head, image_size=image_size
+        ),
         "EfficientNet-Lite0, random init": FeatureTransferClassifier(
-            "efficientnet_lite0", weights=None, head=head, image_size=image_size, random_state=seed),
+            "efficientnet_lite0", weights=None, head=head, image_size=image_size, random_state=seed
+        ),
     }
     rows = []
     for name, est in candidates.items():
@@ -97,11 +109,15 @@ def finetune_table(X_train, y_train, X_test, y_test, *, image_size, epochs, seed
 
     common = {"image_size": image_size, "random_state": seed, "batch_size": 32}
     candidates = {
-        "fine-tune, ImageNet weights": FineTuneClassifier("efficientnet_lite0", max_epochs=epochs, **common),
+        "fine-tune, ImageNet weights": FineTuneClassifier(
+            "efficientnet_lite0", max_epochs=epochs, **common
+        ),
         "fine-tune, random init (from scratch)": FineTuneClassifier(
-            "efficientnet_lite0", weights=None, max_epochs=epochs, **common),
+            "efficientnet_lite0", weights=None, max_epochs=epochs, **common
+        ),
         "feature transfer (frozen + LogisticRegression)": FeatureTransferClassifier(
-            "efficientnet_lite0", image_size=image_size),
+            "efficientnet_lite0", image_size=image_size
+        ),
     }
     rows = []
     for name, est in candidates.items():
@@ -142,8 +158,12 @@ def plot(tables, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-cv", type=int, default=600, help="images in the cross-validated comparison")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--n-cv", type=int, default=600, help="images in the cross-validated comparison"
+    )
     parser.add_argument("--n-train", type=int, default=300, help="labelled images for fine-tuning")
     parser.add_argument("--n-test", type=int, default=500, help="held-out images for fine-tuning")
     parser.add_argument("--image-size", type=int, default=64)
@@ -158,17 +178,28 @@ def main(argv=None):
     name, images, labels = load_images(rng)
     k = len(np.unique(labels))
     cv_rows = balanced_sample(labels, args.n_cv // k, rng)
-    print(f"sktransfer demo: {name}, real images, {k} classes, {args.image_size} px, CPU-friendly sizes")
+    print(
+        f"sktransfer demo: {name}, real images, {k} classes, {args.image_size} px, "
+        "CPU-friendly sizes"
+    )
 
-    ft = feature_transfer_table(images[cv_rows], labels[cv_rows], image_size=args.image_size, cv=3,
-                                seed=args.seed)
+    ft = feature_transfer_table(
+        images[cv_rows], labels[cv_rows], image_size=args.image_size, cv=3, seed=args.seed
+    )
     t1 = f"Feature transfer: 3-fold CV accuracy on {len(cv_rows)} {name} images"
     print_table(t1, ft, "accuracy")
 
     train = balanced_sample(labels, args.n_train // k, rng)
     test = balanced_sample(labels, args.n_test // k, rng, exclude=train)
-    fine = finetune_table(images[train], labels[train], images[test], labels[test],
-                          image_size=args.image_size, epochs=args.epochs, seed=args.seed)
+    fine = finetune_table(
+        images[train],
+        labels[train],
+        images[test],
+        labels[test],
+        image_size=args.image_size,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
     t2 = f"Fine-tuning on {len(train)} labelled images, accuracy on {len(test)} held-out"
     print_table(t2, fine, "test accuracy")
 

@@ -40,14 +40,19 @@ from ._training import (
 )
 from .augment import make_augment
 from .backbones import param_blocks, spec_modality
-from .features import BACKBONE_PARAMS, PretrainedFeatures, as_source, backbone_constraints, seed_of
 from .backbones._vision import _Seed
+from .features import BACKBONE_PARAMS, PretrainedFeatures, as_source, backbone_constraints, seed_of
 
 
 class _FineTune(BaseEstimator):
     _parameter_constraints = {
         **backbone_constraints,
-        "freeze": [StrOptions({"backbone", "none"}), Interval(Integral, 0, None, closed="left"), list, tuple],
+        "freeze": [
+            StrOptions({"backbone", "none"}),
+            Interval(Integral, 0, None, closed="left"),
+            list,
+            tuple,
+        ],
         "freeze_epochs": [Interval(Integral, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -66,12 +71,37 @@ class _FineTune(BaseEstimator):
     }
     _task = "classification"
 
-    def __init__(self, backbone, *, weights="DEFAULT", freeze="none", freeze_epochs=3, max_epochs=5,
-                 lr=2e-3, lr_mult=10.0, batch_size=32, weight_decay=0.01, l2sp=0.0, image_size=None,
-                 augment=None, layer=None, pooling="avg", early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=3, adaptation=None,
-                 adaptation_weight=1.0, warm_start=False, device="auto", precision="auto",
-                 cache=True, num_workers=0, random_state=None, verbose=0, callbacks=None):
+    def __init__(
+        self,
+        backbone,
+        *,
+        weights="DEFAULT",
+        freeze="none",
+        freeze_epochs=3,
+        max_epochs=5,
+        lr=2e-3,
+        lr_mult=10.0,
+        batch_size=32,
+        weight_decay=0.01,
+        l2sp=0.0,
+        image_size=None,
+        augment=None,
+        layer=None,
+        pooling="avg",
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        adaptation=None,
+        adaptation_weight=1.0,
+        warm_start=False,
+        device="auto",
+        precision="auto",
+        cache=True,
+        num_workers=0,
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
         self.backbone = backbone
         self.weights = weights
         self.freeze = freeze
@@ -138,7 +168,9 @@ class _FineTune(BaseEstimator):
 
     def _prepare(self, X, y, sample_weight, sample_domain, *, reset, classes=None):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         modality = spec_modality(self.backbone, X) if reset else self.modality_
         if modality == "tabular":
             X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
@@ -193,8 +225,17 @@ class _FineTune(BaseEstimator):
         self.net_ = self._make_net(self.module_, max_epochs=self.max_epochs)
         self.net_.initialize()
 
-    def _make_net(self, module, *, max_epochs, groups=None, frozen_modules=(), l2sp_params=(),
-                  callbacks=(), train_split=None):
+    def _make_net(
+        self,
+        module,
+        *,
+        max_epochs,
+        groups=None,
+        frozen_modules=(),
+        l2sp_params=(),
+        callbacks=(),
+        train_split=None,
+    ):
         device = resolve_device(self.device)
         amp = autocast_dtype(device, self.precision)
         cw = getattr(self, "class_weight_", None)
@@ -240,11 +281,16 @@ class _FineTune(BaseEstimator):
             return np.arange(n_rows), None
         strat = data["targets"]["y"][rows] if self._task == "classification" else None
         try:
-            tr, va = train_test_split(rows, test_size=self.validation_fraction, stratify=strat,
-                                      random_state=seed_of(self.random_state))
+            tr, va = train_test_split(
+                rows,
+                test_size=self.validation_fraction,
+                stratify=strat,
+                random_state=seed_of(self.random_state),
+            )
         except ValueError:  # too few rows per class to stratify
-            tr, va = train_test_split(rows, test_size=self.validation_fraction,
-                                      random_state=seed_of(self.random_state))
+            tr, va = train_test_split(
+                rows, test_size=self.validation_fraction, random_state=seed_of(self.random_state)
+            )
         unlabelled = np.flatnonzero(~data["labelled"])
         return np.sort(np.concatenate([tr, unlabelled])), np.sort(va)
 
@@ -253,14 +299,30 @@ class _FineTune(BaseEstimator):
         if schedule and epochs > 0:
             # +1: skorch may step once more than the batch count (e.g. a last partial batch)
             steps = epochs * max(1, -(-n_train // self.batch_size)) + 1
-            cbs.append(("onecycle", LRScheduler(
-                policy=torch.optim.lr_scheduler.OneCycleLR, max_lr=max_lr, total_steps=steps, pct_start=0.3,
-                div_factor=5.0, step_every="batch",
-            )))
+            cbs.append(
+                (
+                    "onecycle",
+                    LRScheduler(
+                        policy=torch.optim.lr_scheduler.OneCycleLR,
+                        max_lr=max_lr,
+                        total_steps=steps,
+                        pct_start=0.3,
+                        div_factor=5.0,
+                        step_every="batch",
+                    ),
+                )
+            )
         if validating:
-            cbs.append(("early_stopping", EarlyStopping(
-                monitor="valid_loss", patience=self.n_iter_no_change, load_best=True,
-            )))
+            cbs.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss",
+                        patience=self.n_iter_no_change,
+                        load_best=True,
+                    ),
+                )
+            )
         cbs += [(f"user_{i}", copy.deepcopy(cb)) for i, cb in enumerate(self.callbacks or [])]
         return cbs
 
@@ -271,15 +333,33 @@ class _FineTune(BaseEstimator):
         bb = self.backbone_
         source = as_source(self, data["modality"], data["X"], reset=False)
         labelled = np.flatnonzero(data["labelled"])
-        Z = extract(bb, _Subset(source, labelled), batch_size=self.batch_size, device=self.device_,
-                    precision=self.precision, num_workers=self.num_workers, cache=self.cache)
-        sub = {"labelled": np.ones(len(labelled), bool),
-               "targets": {k: v[labelled] for k, v in data["targets"].items() if k != "d"}}
+        Z = extract(
+            bb,
+            _Subset(source, labelled),
+            batch_size=self.batch_size,
+            device=self.device_,
+            precision=self.precision,
+            num_workers=self.num_workers,
+            cache=self.cache,
+        )
+        sub = {
+            "labelled": np.ones(len(labelled), bool),
+            "targets": {k: v[labelled] for k, v in data["targets"].items() if k != "d"},
+        }
         tr, va = self._split(len(labelled), sub)
-        ds = lambda rows: TrainingDataset(FeatureRows(Z[rows]), {k: v[rows] for k, v in sub["targets"].items()})  # noqa: E731
+
+        def ds(rows):
+            return TrainingDataset(
+                FeatureRows(Z[rows]), {k: v[rows] for k, v in sub["targets"].items()}
+            )
+
         cbs = self._callbacks(len(tr), epochs, self.lr, True, va is not None)
-        net = self._make_net(self.module_.head, max_epochs=epochs, callbacks=cbs,
-                             train_split=predefined_split(ds(va)) if va is not None else None)
+        net = self._make_net(
+            self.module_.head,
+            max_epochs=epochs,
+            callbacks=cbs,
+            train_split=predefined_split(ds(va)) if va is not None else None,
+        )
         self._fit_net(net, ds(tr))
         self.head_history_ = net.history
 
@@ -294,22 +374,38 @@ class _FineTune(BaseEstimator):
         for n, p in model.named_parameters():
             p.requires_grad_(n not in frozen)
         lr = self.lr / 2  # fastai halves the base rate once the body is unfrozen
-        groups = layerwise_groups(model, blocks, frozen, lr=lr, lr_mult=self.lr_mult,
-                                  weight_decay=self.weight_decay,
-                                  body_decay=0.0 if self.l2sp > 0 else self.weight_decay)
+        groups = layerwise_groups(
+            model,
+            blocks,
+            frozen,
+            lr=lr,
+            lr_mult=self.lr_mult,
+            weight_decay=self.weight_decay,
+            body_decay=0.0 if self.l2sp > 0 else self.weight_decay,
+        )
         max_lr = [g["lr"] for g in groups] + ([lr] if self.adaptation == "dann" else [])
         n = _n_rows(data["X"])
         tr, va = self._split(n, data)
         source = as_source(self, data["modality"], data["X"], reset=False)
         augment = make_augment(self.augment) if data["modality"] == "image" else None
-        ds = lambda rows, cls: cls(_Subset(source, rows), {k: v[rows] for k, v in data["targets"].items()},  # noqa: E731
-                                   bb.preprocess, augment, bb.collate)
+
+        def ds(rows, cls):
+            targets = {k: v[rows] for k, v in data["targets"].items()}
+            return cls(_Subset(source, rows), targets, bb.preprocess, augment, bb.collate)
+
         cbs = self._callbacks(len(tr), epochs, max_lr, schedule, va is not None)
-        l2sp_params = [n for n in dict(model.named_parameters()) if n.startswith("body.") and n not in frozen]
-        net = self._make_net(model, max_epochs=epochs, groups=groups,
-                             frozen_modules=fully_frozen_modules(model, frozen),
-                             l2sp_params=l2sp_params if self.l2sp > 0 else (), callbacks=cbs,
-                             train_split=predefined_split(ds(va, SourceDataset)) if va is not None else None)
+        l2sp_params = [
+            n for n in dict(model.named_parameters()) if n.startswith("body.") and n not in frozen
+        ]
+        net = self._make_net(
+            model,
+            max_epochs=epochs,
+            groups=groups,
+            frozen_modules=fully_frozen_modules(model, frozen),
+            l2sp_params=l2sp_params if self.l2sp > 0 else (),
+            callbacks=cbs,
+            train_split=predefined_split(ds(va, SourceDataset)) if va is not None else None,
+        )
         if not schedule and self.net_.history:
             net = self.net_  # partial_fit: keep one net, one history, one optimizer state
         try:
@@ -321,7 +417,9 @@ class _FineTune(BaseEstimator):
 
     def _fit_net(self, net, dataset, partial=False):
         """Fit a skorch net; on CUDA out-of-memory halve the batch and run the phase again."""
-        start = copy.deepcopy(net.module.state_dict()) if isinstance(net.module, nn.Module) else None
+        start = (
+            copy.deepcopy(net.module.state_dict()) if isinstance(net.module, nn.Module) else None
+        )
         while True:
             try:
                 if partial:
@@ -335,7 +433,9 @@ class _FineTune(BaseEstimator):
                 net.module.load_state_dict(start)
                 torch.cuda.empty_cache()
                 net.set_params(batch_size=net.batch_size // 2)
-                warnings.warn(f"CUDA out of memory; retrying with batch_size={net.batch_size}.", stacklevel=3)
+                warnings.warn(
+                    f"CUDA out of memory; retrying with batch_size={net.batch_size}.", stacklevel=3
+                )
 
     # ------------------------------------------------------------------ predict
 
@@ -344,8 +444,15 @@ class _FineTune(BaseEstimator):
         source = as_source(self, self.modality_, X, reset=False)
         if self.freeze == "backbone":
             # The body never trained: its features come from the cache, only the head runs.
-            Z = extract(self.backbone_, source, batch_size=self.batch_size, device=self.device_,
-                        precision=self.precision, num_workers=self.num_workers, cache=self.cache)
+            Z = extract(
+                self.backbone_,
+                source,
+                batch_size=self.batch_size,
+                device=self.device_,
+                precision=self.precision,
+                num_workers=self.num_workers,
+                cache=self.cache,
+            )
             head = self.module_.head.to(self.device_).eval()
             with torch.inference_mode():
                 return head(torch.from_numpy(Z).to(self.device_)).float().cpu().numpy()
@@ -376,7 +483,11 @@ class _FineTune(BaseEstimator):
         if "backbone_" in state and "net_" in state:
             self.module_ = self.net_.module_
             self.backbone_.module = self.module_.body
-            if not torch.cuda.is_available() and getattr(self, "device_", None) is not None and self.device_.type == "cuda":
+            if (
+                not torch.cuda.is_available()
+                and getattr(self, "device_", None) is not None
+                and self.device_.type == "cuda"
+            ):
                 self.device_ = torch.device("cpu")
 
     def __sklearn_tags__(self):
@@ -500,26 +611,73 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
 
     _task = "classification"
 
-    def __init__(self, backbone, *, weights="DEFAULT", freeze="none", freeze_epochs=3, max_epochs=5,
-                 lr=2e-3, lr_mult=10.0, batch_size=32, weight_decay=0.01, l2sp=0.0, image_size=None,
-                 augment=None, layer=None, pooling="avg", class_weight=None, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=3, adaptation=None,
-                 adaptation_weight=1.0, warm_start=False, device="auto", precision="auto",
-                 cache=True, num_workers=0, random_state=None, verbose=0, callbacks=None):
+    def __init__(
+        self,
+        backbone,
+        *,
+        weights="DEFAULT",
+        freeze="none",
+        freeze_epochs=3,
+        max_epochs=5,
+        lr=2e-3,
+        lr_mult=10.0,
+        batch_size=32,
+        weight_decay=0.01,
+        l2sp=0.0,
+        image_size=None,
+        augment=None,
+        layer=None,
+        pooling="avg",
+        class_weight=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        adaptation=None,
+        adaptation_weight=1.0,
+        warm_start=False,
+        device="auto",
+        precision="auto",
+        cache=True,
+        num_workers=0,
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
         super().__init__(
-            backbone, weights=weights, freeze=freeze, freeze_epochs=freeze_epochs,
-            max_epochs=max_epochs, lr=lr, lr_mult=lr_mult, batch_size=batch_size,
-            weight_decay=weight_decay, l2sp=l2sp, image_size=image_size, augment=augment,
-            layer=layer, pooling=pooling, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
-            adaptation=adaptation, adaptation_weight=adaptation_weight, warm_start=warm_start,
-            device=device, precision=precision, cache=cache, num_workers=num_workers,
-            random_state=random_state, verbose=verbose, callbacks=callbacks,
+            backbone,
+            weights=weights,
+            freeze=freeze,
+            freeze_epochs=freeze_epochs,
+            max_epochs=max_epochs,
+            lr=lr,
+            lr_mult=lr_mult,
+            batch_size=batch_size,
+            weight_decay=weight_decay,
+            l2sp=l2sp,
+            image_size=image_size,
+            augment=augment,
+            layer=layer,
+            pooling=pooling,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            adaptation=adaptation,
+            adaptation_weight=adaptation_weight,
+            warm_start=warm_start,
+            device=device,
+            precision=precision,
+            cache=cache,
+            num_workers=num_workers,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
         )
         self.class_weight = class_weight
 
-    _parameter_constraints = {**_FineTune._parameter_constraints,
-                              "class_weight": [None, StrOptions({"balanced"}), dict]}
+    _parameter_constraints = {
+        **_FineTune._parameter_constraints,
+        "class_weight": [None, StrOptions({"balanced"}), dict],
+    }
 
     def _n_outputs(self):
         return len(self.classes_)
@@ -532,13 +690,18 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
             self.classes_ = np.unique(y_lab) if classes is None else np.asarray(classes)
             self.class_weight_ = None
             if self.class_weight is not None:
-                self.class_weight_ = compute_class_weight(self.class_weight, classes=self.classes_, y=y_lab)
+                self.class_weight_ = compute_class_weight(
+                    self.class_weight, classes=self.classes_, y=y_lab
+                )
         enc = np.zeros(len(y), dtype=np.int64)
         idx = np.searchsorted(self.classes_, y_lab)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         unknown = self.classes_[idx] != y_lab
         if unknown.any():
-            raise ValueError(f"y contains labels {np.unique(y_lab[unknown])[:5]} not in classes_ {self.classes_}.")
+            raise ValueError(
+                f"y contains labels {np.unique(y_lab[unknown])[:5]} not in "
+                f"classes_ {self.classes_}."
+            )
         enc[labelled] = idx
         return enc
 

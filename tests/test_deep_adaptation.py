@@ -29,8 +29,16 @@ def fit(adaptation, X, y, seed, **kw):
     if adaptation is None:  # source-only: the labelled rows alone
         X, y = X[y >= 0], y[y >= 0]
     torch.manual_seed(seed)
-    return FineTuneClassifier(body(), adaptation=adaptation, lr=1e-2, lr_mult=1, max_epochs=30,
-                              freeze_epochs=0, random_state=seed, **kw).fit(X, y)
+    return FineTuneClassifier(
+        body(),
+        adaptation=adaptation,
+        lr=1e-2,
+        lr_mult=1,
+        max_epochs=30,
+        freeze_epochs=0,
+        random_state=seed,
+        **kw,
+    ).fit(X, y)
 
 
 def test_dann_beats_source_only_on_the_target():
@@ -65,8 +73,15 @@ def test_sample_domain_marks_target_rows_like_y_minus_one():
     sd = np.where(y >= 0, 1, -1)
     a = fit("coral", X, y, 0).predict_proba(Xt)
     torch.manual_seed(0)
-    b = FineTuneClassifier(body(), adaptation="coral", lr=1e-2, lr_mult=1, max_epochs=30,
-                           freeze_epochs=0, random_state=0).fit(X, y, sample_domain=sd)
+    b = FineTuneClassifier(
+        body(),
+        adaptation="coral",
+        lr=1e-2,
+        lr_mult=1,
+        max_epochs=30,
+        freeze_epochs=0,
+        random_state=0,
+    ).fit(X, y, sample_domain=sd)
     np.testing.assert_allclose(a, b.predict_proba(Xt), rtol=1e-5)
 
 

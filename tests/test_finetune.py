@@ -1,4 +1,4 @@
-"""FineTuneClassifier / FineTuneRegressor: the recipe, freezing, transfer hooks, the sklearn contract."""
+"""FineTuneClassifier / FineTuneRegressor: recipe, freezing, transfer hooks, sklearn contract."""
 
 import pickle
 
@@ -24,8 +24,12 @@ def tabular(seed=0, n=120, d=5):
 def small_convnet():
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
     )
 
 
@@ -68,8 +72,9 @@ def test_freeze_backbone_trains_the_head():
 def test_freeze_int_keeps_leading_blocks_and_their_batchnorm_stats_fixed():
     body = small_convnet()
     X, y = images()
-    clf = FineTuneClassifier(body, freeze=1, freeze_epochs=0, max_epochs=2, lr=1e-2,
-                             random_state=0).fit(X, y)
+    clf = FineTuneClassifier(
+        body, freeze=1, freeze_epochs=0, max_epochs=2, lr=1e-2, random_state=0
+    ).fit(X, y)
     trained = clf.backbone_.module.body.state_dict()
     blocks = param_blocks(clf.backbone_.module)
     first = {n.removeprefix("body.") for n in blocks[0]}
@@ -92,8 +97,9 @@ def test_freeze_pattern_freezes_matching_parameters():
     body = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 8))
     ref = snapshot(body)
     X, y = tabular()
-    clf = FineTuneClassifier(body, freeze=["body.0.*"], freeze_epochs=0, max_epochs=2, lr=1e-2,
-                             random_state=0).fit(X, y)
+    clf = FineTuneClassifier(
+        body, freeze=["body.0.*"], freeze_epochs=0, max_epochs=2, lr=1e-2, random_state=0
+    ).fit(X, y)
     after = clf.backbone_.module.body.state_dict()
     assert torch.equal(after["0.weight"], ref["0.weight"])
     assert not torch.equal(after["2.weight"], ref["2.weight"])
@@ -105,8 +111,13 @@ def test_freeze_pattern_freezes_matching_parameters():
 def test_string_labels_round_trip_through_predict():
     X, y = tabular()
     labels = np.where(y == 1, "cat", "dog")
-    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 16), nn.ReLU()), lr=3e-2, lr_mult=1,
-                             max_epochs=10, random_state=0).fit(X, labels)
+    clf = FineTuneClassifier(
+        nn.Sequential(nn.Linear(5, 16), nn.ReLU()),
+        lr=3e-2,
+        lr_mult=1,
+        max_epochs=10,
+        random_state=0,
+    ).fit(X, labels)
     assert list(clf.classes_) == ["cat", "dog"]
     assert set(clf.predict(X)) <= {"cat", "dog"}
     assert clf.score(X, labels) > 0.8
@@ -160,8 +171,9 @@ def test_each_fit_starts_again_from_the_pretrained_weights():
 
 def test_warm_start_continues_training():
     X, y = tabular()
-    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=2, warm_start=True,
-                             random_state=0)
+    clf = FineTuneClassifier(
+        nn.Sequential(nn.Linear(5, 8)), max_epochs=2, warm_start=True, random_state=0
+    )
     first = clf.fit(X, y).predict_proba(X)
     second = clf.fit(X, y).predict_proba(X)
     assert not np.array_equal(first, second)
@@ -179,15 +191,18 @@ def test_partial_fit_runs_one_epoch_per_call():
 def test_layerwise_learning_rates_rise_from_earliest_block_to_head():
     X, y = tabular()
     body = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
-    clf = FineTuneClassifier(body, lr=1e-2, lr_mult=100, freeze_epochs=0, max_epochs=1,
-                             random_state=0).fit(X, y)
+    clf = FineTuneClassifier(
+        body, lr=1e-2, lr_mult=100, freeze_epochs=0, max_epochs=1, random_state=0
+    ).fit(X, y)
     groups = clf.net_.param_groups
     weight_lrs = [g["lr"] for g in groups if g["weight_decay"] > 0]
     assert weight_lrs == sorted(weight_lrs)
     assert weight_lrs[-1] == pytest.approx(5e-3)  # the head: lr / 2 once unfrozen
     assert weight_lrs[0] == pytest.approx(5e-5)  # the earliest block: / lr_mult
     # norms and biases take no weight decay
-    assert all(g["weight_decay"] == 0 for g in groups if all(n.endswith("bias") for n in g["names"]))
+    assert all(
+        g["weight_decay"] == 0 for g in groups if all(n.endswith("bias") for n in g["names"])
+    )
 
 
 def test_l2sp_keeps_the_body_closer_to_its_pretrained_weights():
@@ -205,10 +220,18 @@ def test_l2sp_keeps_the_body_closer_to_its_pretrained_weights():
 
 def test_no_validation_split_unless_early_stopping():
     X, y = tabular()
-    plain = FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), max_epochs=2, random_state=0).fit(X, y)
+    plain = FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), max_epochs=2, random_state=0).fit(
+        X, y
+    )
     assert all("valid_loss" not in h for h in plain.history_)
-    es = FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), max_epochs=30, early_stopping=True,
-                            n_iter_no_change=2, lr=0.5, random_state=0).fit(X, y)
+    es = FineTuneClassifier(
+        nn.Sequential(nn.Linear(5, 4)),
+        max_epochs=30,
+        early_stopping=True,
+        n_iter_no_change=2,
+        lr=0.5,
+        random_state=0,
+    ).fit(X, y)
     unfrozen = [h for h in es.history_ if h["phase"] == "all"]
     assert all("valid_loss" in h for h in unfrozen)
     assert len(unfrozen) < 30  # stopped early
@@ -218,8 +241,9 @@ def test_sample_weight_zero_rows_are_ignored():
     X, y = tabular(n=200)
     flipped = np.concatenate([y[:100], 1 - y[100:]])
     w = np.r_[np.ones(100), np.zeros(100)]
-    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 16), nn.ReLU()), lr=1e-2, max_epochs=15,
-                             random_state=0).fit(X, flipped, sample_weight=w)
+    clf = FineTuneClassifier(
+        nn.Sequential(nn.Linear(5, 16), nn.ReLU()), lr=1e-2, max_epochs=15, random_state=0
+    ).fit(X, flipped, sample_weight=w)
     assert clf.score(X[:100], y[:100]) > 0.85
 
 
@@ -229,8 +253,13 @@ def test_class_weight_balanced_raises_minority_recall():
     y = (X[:, 0] > 1.2).astype(int)  # ~12 % positives, overlapping
 
     def recall(cw):
-        clf = FineTuneClassifier(nn.Sequential(nn.Linear(2, 8), nn.ReLU()), class_weight=cw,
-                                 lr=1e-2, max_epochs=10, random_state=0).fit(X, y)
+        clf = FineTuneClassifier(
+            nn.Sequential(nn.Linear(2, 8), nn.ReLU()),
+            class_weight=cw,
+            lr=1e-2,
+            max_epochs=10,
+            random_state=0,
+        ).fit(X, y)
         return (clf.predict(X)[y == 1] == 1).mean()
 
     assert recall("balanced") > recall(None)
@@ -241,10 +270,17 @@ def test_class_weight_balanced_raises_minority_recall():
 
 def test_structure_transfer_weights_none_trains_from_scratch():
     X, y = images(n=24)
-    a = FineTuneClassifier("efficientnet_lite0", weights=None, image_size=32, max_epochs=1,
-                           freeze_epochs=0, random_state=0).fit(X, y)
-    b = FineTuneClassifier("efficientnet_lite0", image_size=32, max_epochs=1, freeze_epochs=0,
-                           random_state=0).fit(X, y)
+    a = FineTuneClassifier(
+        "efficientnet_lite0",
+        weights=None,
+        image_size=32,
+        max_epochs=1,
+        freeze_epochs=0,
+        random_state=0,
+    ).fit(X, y)
+    b = FineTuneClassifier(
+        "efficientnet_lite0", image_size=32, max_epochs=1, freeze_epochs=0, random_state=0
+    ).fit(X, y)
     wa = a.backbone_.module.state_dict()
     wb = b.backbone_.module.state_dict()
     key = next(k for k in wa if k.endswith("conv_stem.weight"))
@@ -253,8 +289,9 @@ def test_structure_transfer_weights_none_trains_from_scratch():
 
 def test_fitted_estimator_as_backbone_starts_from_its_trained_body():
     X, y = tabular()
-    source = FineTuneRegressor(nn.Sequential(nn.Linear(5, 8), nn.ReLU()), lr=1e-2, max_epochs=3,
-                               random_state=0).fit(X, X[:, 0])
+    source = FineTuneRegressor(
+        nn.Sequential(nn.Linear(5, 8), nn.ReLU()), lr=1e-2, max_epochs=3, random_state=0
+    ).fit(X, X[:, 0])
     target = FineTuneClassifier(source, freeze="backbone", max_epochs=1, random_state=0).fit(X, y)
     src = source.backbone_.module.state_dict()
     tgt = target.backbone_.module.state_dict()
@@ -265,8 +302,9 @@ def test_fitted_estimator_as_backbone_starts_from_its_trained_body():
 
 def test_pretrained_features_of_a_fitted_finetune_are_its_body_outputs():
     X, y = tabular()
-    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 6), nn.ReLU()), max_epochs=2,
-                             random_state=0).fit(X, y)
+    clf = FineTuneClassifier(
+        nn.Sequential(nn.Linear(5, 6), nn.ReLU()), max_epochs=2, random_state=0
+    ).fit(X, y)
     Z = PretrainedFeatures(clf).fit_transform(X)
     with torch.no_grad():
         expected = clf.backbone_.module.eval()(torch.from_numpy(X)).numpy()
@@ -277,8 +315,9 @@ def test_fitted_skorch_net_as_backbone():
     from skorch import NeuralNetRegressor
 
     X, _ = tabular()
-    net = NeuralNetRegressor(nn.Sequential(nn.Linear(5, 6), nn.ReLU()), max_epochs=1,
-                             train_split=None, verbose=0).fit(X, X[:, :6].mean(1, keepdims=True).repeat(6, 1))
+    net = NeuralNetRegressor(
+        nn.Sequential(nn.Linear(5, 6), nn.ReLU()), max_epochs=1, train_split=None, verbose=0
+    ).fit(X, X[:, :6].mean(1, keepdims=True).repeat(6, 1))
     Z = PretrainedFeatures(net).fit_transform(X)
     assert Z.shape == (len(X), 6)
 
@@ -310,7 +349,9 @@ def test_grid_search_with_two_jobs():
     X, y = tabular()
     search = GridSearchCV(
         FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=2, random_state=0),
-        {"lr": [1e-3, 1e-2]}, cv=2, n_jobs=2,
+        {"lr": [1e-3, 1e-2]},
+        cv=2,
+        n_jobs=2,
     ).fit(X, y)
     assert search.best_params_["lr"] in (1e-3, 1e-2)
     assert cross_val_score(search.best_estimator_, X, y, cv=2).shape == (2,)
@@ -338,10 +379,20 @@ EXPECTED_FAILED = {
 
 @parametrize_with_checks(
     [
-        FineTuneClassifier(nn.Sequential(nn.LazyLinear(8), nn.ReLU()), lr=5e-2, max_epochs=8,
-                           freeze_epochs=1, random_state=0),
-        FineTuneRegressor(nn.Sequential(nn.LazyLinear(8), nn.ReLU()), lr=5e-2, max_epochs=8,
-                          freeze_epochs=1, random_state=0),
+        FineTuneClassifier(
+            nn.Sequential(nn.LazyLinear(8), nn.ReLU()),
+            lr=5e-2,
+            max_epochs=8,
+            freeze_epochs=1,
+            random_state=0,
+        ),
+        FineTuneRegressor(
+            nn.Sequential(nn.LazyLinear(8), nn.ReLU()),
+            lr=5e-2,
+            max_epochs=8,
+            freeze_epochs=1,
+            random_state=0,
+        ),
     ],
     expected_failed_checks=lambda est: EXPECTED_FAILED,
 )

@@ -31,6 +31,44 @@ def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+class _Stop(Exception):
+    pass
+
+
+class LayerOutput(nn.Module):
+    """The output of the named submodule ``layer``; the forward stops right after it."""
+
+    def __init__(self, model: nn.Module, layer: str):
+        super().__init__()
+        self.model = model
+        self.layer = layer
+        self._out = None
+        model.get_submodule(layer).register_forward_hook(self._capture)
+
+    def _capture(self, module, args, output):
+        self._out = output
+        raise _Stop
+
+    def forward(self, x):
+        try:
+            self.model(x)
+        except _Stop:
+            pass
+        out, self._out = self._out, None
+        if out is None:
+            raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass.")
+        return out
+
+
+def _graph_nodes(model: nn.Module) -> list[str]:
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    try:
+        return get_graph_node_names(model)[1]
+    except Exception:  # models FX cannot trace: only module names are available
+        return []
+
+
 def split_classifier(
     model: nn.Module, layer: str | None, pooling: str
 ) -> tuple[nn.Module, nn.Module | None]:
@@ -43,13 +81,12 @@ def split_classifier(
     if layer is not None:
         from torchvision.models.feature_extraction import (
             create_feature_extractor,
-            get_graph_node_names,
         )
 
         # A module name ("layer3") stands for that module's last node, as in
         # torchvision's own create_feature_extractor examples.
-        _, nodes = get_graph_node_names(model)
         modules = dict(model.named_modules())
+        nodes = [] if layer in modules else _graph_nodes(model)
         if layer not in nodes and layer not in modules:
             import difflib
 
@@ -59,6 +96,9 @@ def split_classifier(
                 + (f"did you mean one of {close}? " if close else "")
                 + "See torchvision.models.feature_extraction.get_graph_node_names(model)."
             )
+        if layer in modules:
+            # A hook, not FX: it works on models FX cannot trace (timm's "same" padding).
+            return Pooled(LayerOutput(model, layer), pooling), None
         return Pooled(
             create_feature_extractor(model, {layer: "features"}), pooling, "features"
         ), None
