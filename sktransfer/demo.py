@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import textwrap
 import time
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def plot(tables, path):
         ax.barh(names, [r[1] for r in rows], xerr=[r[2] for r in rows], color="#4c72b0")
         ax.set_xlim(0, 1)
         ax.set_xlabel("accuracy")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(textwrap.fill(title, 48), fontsize=10)
         ax.invert_yaxis()
         for i, r in enumerate(rows):
             ax.text(r[1] + 0.01, i, f"{r[1]:.3f}", va="center", fontsize=9)
