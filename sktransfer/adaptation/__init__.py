@@ -1,0 +1,29 @@
+"""Domain adaptation as scikit-learn estimators.
+
+Data convention (shared with skada): one ``X`` holds source and target rows;
+``fit(X, y, sample_domain=None)`` takes ``sample_domain`` >= 0 on source rows
+and < 0 on target rows; without it, rows with ``y == -1`` (NaN for
+regressors) are the unlabelled target rows. ``predict``, ``transform`` and
+``score`` take plain target rows.
+"""
+
+from ._coral import CORAL
+from ._reweight import ImportanceWeighting
+from ._selection import (
+    ImportanceWeightedScorer,
+    PredictionEntropyScorer,
+    SourceTargetShuffleSplit,
+)
+from ._source_weighted import SourceWeighted
+from ._tradaboost import TrAdaBoostClassifier, TrAdaBoostR2
+
+__all__ = [
+    "CORAL",
+    "ImportanceWeightedScorer",
+    "ImportanceWeighting",
+    "PredictionEntropyScorer",
+    "SourceTargetShuffleSplit",
+    "SourceWeighted",
+    "TrAdaBoostClassifier",
+    "TrAdaBoostR2",
+]

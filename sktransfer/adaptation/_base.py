@@ -1,0 +1,267 @@
+"""Plumbing shared by the adaptation estimators.
+
+The only code that reads ``sample_domain`` or the unlabelled-row markers is
+here, so every estimator, splitter and scorer agrees on which rows are
+source, target and labelled target.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import get_config
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, is_regressor
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state, get_tags
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import (
+    _num_samples,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+#: Label of an unlabelled row for classifiers (regressors use NaN), as in skada.
+UNLABELLED = -1
+
+
+@dataclass(frozen=True)
+class Domains:
+    """Boolean row masks of one data set, all of length ``n_samples``."""
+
+    source: np.ndarray
+    target: np.ndarray
+    labelled_target: np.ndarray
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return self.source | self.labelled_target
+
+
+def check_sample_domain(sample_domain, n_samples: int) -> np.ndarray:
+    """Return ``sample_domain`` as a 1-D integer array of length ``n_samples``."""
+    sd = np.asarray(sample_domain)
+    if sd.ndim != 1:
+        raise ValueError(
+            f"sample_domain must be 1-D (one domain id per row); got shape {sd.shape}."
+        )
+    if sd.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_domain has {sd.shape[0]} entries but X has {n_samples} rows; "
+            "pass one domain id per row."
+        )
+    if sd.dtype.kind not in "iu":
+        raise ValueError(
+            "sample_domain must hold integers (>= 0 for source rows, < 0 for target "
+            f"rows); got dtype {sd.dtype}. Convert it, e.g. np.where(is_target, -1, 0)."
+        )
+    return sd
+
+
+def unlabelled_mask(y, *, regression: bool) -> np.ndarray:
+    """Rows of ``y`` that carry the unlabelled marker (-1, or NaN for regression)."""
+    y = np.asarray(y)
+    if regression:
+        if y.dtype.kind not in "iufb":
+            raise ValueError(f"a regressor needs numeric y; got dtype {y.dtype}.")
+        return np.isnan(y.astype(float))
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError(
+            "y contains NaN. Classifiers mark unlabelled (target) rows with y == -1; "
+            "NaN is the marker for regressors only."
+        )
+    if y.dtype.kind in "USb":
+        return np.zeros(y.shape[0], dtype=bool)
+    return np.asarray(y == UNLABELLED, dtype=bool)
+
+
+def guess_unlabelled_mask(y) -> np.ndarray:
+    """Unlabelled rows of ``y`` when the task is not known (splitters, scorers).
+
+    Float targets that contain NaN or look continuous use the regression
+    marker; everything else uses -1.
+    """
+    y = np.asarray(y)
+    if y.dtype.kind == "f":
+        nan = np.isnan(y)
+        if nan.any() or type_of_target(y) == "continuous":
+            return nan
+    return unlabelled_mask(y, regression=False)
+
+
+def resolve_domains(y, sample_domain, n_samples: int, *, regression: bool) -> Domains:
+    """Source, target and labelled-target masks of a training set.
+
+    With ``sample_domain``, rows with a negative id are target rows, and a
+    target row whose label is not the unlabelled marker is a labelled
+    target row. Without it, the unlabelled rows are the target rows and
+    there are no labelled target rows.
+    """
+    unlabelled = unlabelled_mask(y, regression=regression)
+    marker = "NaN" if regression else "-1"
+    if sample_domain is None:
+        target, labelled_target = unlabelled, np.zeros(n_samples, dtype=bool)
+        how = f"pass sample_domain (< 0 for target rows) or set y = {marker} on target rows"
+    else:
+        target = check_sample_domain(sample_domain, n_samples) < 0
+        labelled_target = target & ~unlabelled
+        how = "sample_domain must hold ids >= 0 for source rows and < 0 for target rows"
+        bad = np.flatnonzero(~target & unlabelled)
+        if bad.size:
+            raise ValueError(
+                f"{bad.size} source rows are unlabelled (y == {marker}), e.g. row "
+                f"{bad[0]}. Source rows need labels; y == {marker} is reserved for "
+                "unlabelled rows, so recode a class named -1 before fitting."
+            )
+    source = ~target
+    if not source.any():
+        raise ValueError(f"No source rows: every row is a target row; {how}.")
+    if not target.any():
+        raise ValueError(f"No target rows: every row is a source row; {how}.")
+    return Domains(source=source, target=target, labelled_target=labelled_target)
+
+
+def final_step(estimator):
+    """The estimator that receives ``sample_weight`` (the last step of pipelines)."""
+    while isinstance(estimator, Pipeline):
+        estimator = estimator.steps[-1][1]
+    return estimator
+
+
+def check_accepts_sample_weight(estimator, owner: str) -> None:
+    final = final_step(estimator)
+    params = inspect.signature(final.fit).parameters
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if "sample_weight" not in params and not takes_kwargs:
+        raise ValueError(
+            f"{owner} trains its estimator with sample_weight, but "
+            f"{type(final).__name__}.fit does not accept sample_weight. Use an estimator "
+            "that does (LogisticRegression, Ridge, SVC, HistGradientBoosting*, ...)."
+        )
+
+
+def fit_weighted(estimator, X, y, sample_weight):
+    """Fit ``estimator`` with ``sample_weight``, reaching into pipelines.
+
+    Without metadata routing a Pipeline only accepts ``<step>__sample_weight``;
+    with routing on, the user's ``set_fit_request(sample_weight=True)`` on a
+    step decides where the weights go, as everywhere else in scikit-learn.
+    """
+    if not isinstance(estimator, Pipeline) or get_config()["enable_metadata_routing"]:
+        return estimator.fit(X, y, sample_weight=sample_weight)
+    path, step = [], estimator
+    while isinstance(step, Pipeline):
+        name, step = step.steps[-1]
+        path.append(name)
+    return estimator.fit(X, y, **{"__".join([*path, "sample_weight"]): sample_weight})
+
+
+def seed_estimator(estimator, random_state) -> None:
+    """Give every ``random_state`` parameter of ``estimator`` a draw of ``random_state``."""
+    rng = check_random_state(random_state)
+    seeds = {
+        key: int(rng.randint(np.iinfo(np.int32).max))
+        for key in sorted(estimator.get_params(deep=True))
+        if key == "random_state" or key.endswith("__random_state")
+    }
+    if seeds:
+        estimator.set_params(**seeds)
+
+
+def check_fit_inputs(estimator, X, y, sample_domain):
+    """Validate the shapes of a fit call; X itself is left as the caller gave it."""
+    if y is None:
+        raise ValueError(
+            f"{type(estimator).__name__} requires y (with y == -1, or NaN for "
+            "regression, on unlabelled target rows)."
+        )
+    validate_data(estimator, X, reset=True, skip_check_array=True)
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(X, y)
+    n_samples = _num_samples(X)
+    if sample_domain is not None:
+        check_sample_domain(sample_domain, n_samples)
+    return y, n_samples
+
+
+def _estimator_has(attr: str):
+    def check(self) -> bool:
+        if hasattr(self, "estimator_"):
+            return hasattr(self.estimator_, attr)
+        return hasattr(self.estimator, attr)
+
+    return check
+
+
+class WrappingAdapter(MetaEstimatorMixin, BaseEstimator):
+    """Base of adaptation estimators that end in one fitted clone of ``estimator``.
+
+    Subclasses set ``estimator_`` in ``fit``; prediction and scoring are the
+    wrapped estimator's, on rows transformed by :meth:`_prepare_predict`.
+    """
+
+    # Routed to fit by default: a domain adaptation estimator has no use
+    # for a Pipeline that drops the domains on the floor.
+    __metadata_request__fit = {"sample_domain": True}
+
+    def _is_regression(self) -> bool:
+        return is_regressor(self.estimator)
+
+    def _prepare_predict(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, skip_check_array=True)
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """Class labels of the fitted classifier."""
+        return self.estimator_.classes_
+
+    @available_if(_estimator_has("predict"))
+    def predict(self, X):
+        """Predict with the fitted estimator."""
+        X = self._prepare_predict(X)
+        return self.estimator_.predict(X)
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities from the fitted estimator."""
+        X = self._prepare_predict(X)
+        return self.estimator_.predict_proba(X)
+
+    @available_if(_estimator_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log class probabilities from the fitted estimator."""
+        X = self._prepare_predict(X)
+        return self.estimator_.predict_log_proba(X)
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of the fitted estimator."""
+        X = self._prepare_predict(X)
+        return self.estimator_.decision_function(X)
+
+    @available_if(_estimator_has("score"))
+    def score(self, X, y, sample_weight=None):
+        """Score of the fitted estimator on labelled (target) rows.
+
+        Accuracy for classifiers and R² for regressors, as the wrapped
+        estimator defines it.
+        """
+        X = self._prepare_predict(X)
+        if sample_weight is None:
+            return self.estimator_.score(X, y)
+        return self.estimator_.score(X, y, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self.estimator)
+        tags.estimator_type = inner.estimator_type
+        tags.classifier_tags = inner.classifier_tags
+        tags.regressor_tags = inner.regressor_tags
+        tags.input_tags.sparse = inner.input_tags.sparse
+        tags.input_tags.allow_nan = inner.input_tags.allow_nan
+        return tags
