@@ -1,6 +1,16 @@
 """sktransfer: transfer learning as scikit-learn estimators."""
 
 from ._cache import feature_cache
+from .adaptation import (
+    CORAL,
+    ImportanceWeightedScorer,
+    ImportanceWeighting,
+    PredictionEntropyScorer,
+    SourceTargetShuffleSplit,
+    SourceWeighted,
+    TrAdaBoostClassifier,
+    TrAdaBoostR2,
+)
 from .backbones import Backbone, list_backbones, register_backbone, resolve_backbone
 from .feature_transfer import FeatureTransferClassifier, FeatureTransferRegressor
 from .features import PretrainedFeatures
@@ -18,6 +28,14 @@ from .selection import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CORAL",
+    "ImportanceWeightedScorer",
+    "ImportanceWeighting",
+    "PredictionEntropyScorer",
+    "SourceTargetShuffleSplit",
+    "SourceWeighted",
+    "TrAdaBoostClassifier",
+    "TrAdaBoostR2",
     "Backbone",
     "FeatureTransferClassifier",
     "FeatureTransferRegressor",
