@@ -197,3 +197,11 @@ def test_clone_and_pickle_never_carry_the_cache(table):
     assert feature_cache.info()["rows"] == len(X)
     assert len(pickle.dumps(pf)) == size
     assert not hasattr(clone(pf), "backbone_")
+
+
+def test_changing_a_returned_array_does_not_change_the_cache(table):
+    pf = PretrainedFeatures(RowCounter()).fit(table[0])
+    first = pf.transform(table[0])
+    expected = first.copy()
+    first[:] = 0
+    np.testing.assert_array_equal(pf.transform(table[0]), expected)
