@@ -18,6 +18,7 @@ from torch import nn
 
 from .._inputs import ImagePreprocess, looks_like_images
 from ._base import POOLINGS, Backbone, Pooled, param_blocks
+from ._text import MINILM, build_hf_text, build_minilm, is_hf_dir
 from ._vision import build_efficientnet_lite, build_timm, build_torchvision, require, torchvision_names
 
 __all__ = [
@@ -70,6 +71,15 @@ for _v in (0, 1, 2):
     )
 
 
+for _name in (MINILM, f"sentence-transformers/{MINILM}"):
+    register_backbone(
+        _name,
+        build_minilm,
+        modality="text",
+        description="all-MiniLM-L6-v2 sentence encoder (384-d), offline (sktransfer[assets])",
+    )
+
+
 def _fitted_backbone(spec) -> Backbone | None:
     """The trained network of a fitted sktransfer estimator or skorch net, if ``spec`` is one."""
     bb = getattr(spec, "backbone_", None)
@@ -86,6 +96,8 @@ def spec_modality(spec, X=None) -> str:
     if isinstance(spec, str):
         if spec in _REGISTRY:
             return _REGISTRY[spec].modality
+        if is_hf_dir(spec):
+            return "text"
         return "image"
     fitted = _fitted_backbone(spec)
     modality = fitted.modality if fitted is not None else None
@@ -130,6 +142,8 @@ def resolve_backbone(
 def _resolve_name(name: str, **kw) -> Backbone:
     if name in _REGISTRY:
         return _REGISTRY[name].builder(**kw)
+    if is_hf_dir(name):  # a Hugging Face encoder saved with save_pretrained
+        return build_hf_text(name, **kw)
     if name.startswith("timm/"):
         return build_timm(name, **kw)
     tv = torchvision_names()
