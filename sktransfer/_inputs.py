@@ -262,8 +262,8 @@ class ArrayImages:
 
 
 class _SeparateImages:
-    """Images of possibly different sizes: decoded, made RGB and resized one by one, so
-    that a batch can be stacked; then normalised as one batch."""
+    """Images of possibly different sizes, decoded one by one. A batch of one size is
+    stacked and resized at once; mixed sizes are resized one by one first."""
 
     items: list
     name: str = "X"
@@ -281,7 +281,9 @@ class _SeparateImages:
             t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
             if preprocess.channels == 3 and t.shape[1] == 1:
                 t = t.expand(-1, 3, -1, -1)
-            out.append(preprocess.resize_crop(t))
+            out.append(t)
+        if len({t.shape for t in out}) > 1:
+            out = [preprocess.resize_crop(t) for t in out]
         for what, of in (
             ("channels", lambda t: t.shape[1]),
             ("sizes", lambda t: tuple(t.shape[-2:])),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import os
 import re
+import threading
+from collections import OrderedDict
 from numbers import Integral
 
 import numpy as np
@@ -15,10 +17,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch.nn.parameter import is_lazy
 
+from . import backbones as _backbones
 from ._device import PRECISIONS, resolve_device
 from ._extract import extract, forward_rows
 from ._inputs import TabularRows, as_images, as_text
 from .backbones import POOLINGS, _fitted_backbone, resolve_backbone, spec_modality
+from .backbones._base import on_cpu
 from .backbones._vision import _Seed
 
 BACKBONE_PARAMS = (
@@ -76,6 +80,63 @@ def clone_keeping_fitted_backbone(estimator):
     return new
 
 
+class _Templates:
+    """The last few backbones resolved by name, for fits that repeat.
+
+    In a GridSearchCV every fold and candidate fits anew; with the feature cache
+    warm, building the model and loading its weights (and hashing them for the
+    cache key) would cost more than the features. A fit with the same name, weights
+    and settings starts from a copy of the backbone resolved before. Kept on the
+    CPU, at most ``size`` of them (each holds one copy of a model's weights).
+    """
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        if key is None:
+            return None
+        with self._lock:
+            bb = self._items.get(key)
+            if bb is None:
+                return None
+            self._items.move_to_end(key)
+        return bb.copy()
+
+    def put(self, key, bb) -> None:
+        if key is None or not on_cpu(bb.module):
+            return
+        template = bb.copy()
+        with self._lock:
+            self._items[key] = template
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_templates = _Templates()
+
+
+def _template_key(est, modality: str, seed):
+    """What fully determines the backbone ``est`` resolves to, or None when it cannot be
+    known without building it: modules and fitted estimators (the user may change them
+    in place), a random init without a seed, and text backbones (tokenizers)."""
+    spec, weights = est.backbone, est.weights
+    if not isinstance(spec, str) or modality != "image" or (weights is None and seed is None):
+        return None
+    if isinstance(weights, str) and os.path.isfile(weights):
+        st = os.stat(weights)  # a rewritten file is other weights
+        weights = (os.path.abspath(weights), st.st_size, st.st_mtime_ns)
+    entry = _backbones._REGISTRY.get(spec)  # re-registering a name gives a new key
+    builder = entry.builder if entry is not None else None
+    return (spec, builder, weights, est.layer, est.pooling, est.image_size, seed)
+
+
 def seed_of(random_state) -> int | None:
     """An int seed for torch from sklearn's ``random_state`` (None stays None)."""
     if random_state is None:
@@ -111,9 +172,10 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         ``"auto"`` uses CUDA when available.
     precision : {"auto", "32", "bf16", "16"}, default="auto"
         ``"auto"`` is bf16 autocast on GPU and float32 on the CPU.
-    cache : bool or str, default=True
-        Reuse features of rows seen before (same content, same backbone); a
-        directory path also keeps them on disk.
+    cache : bool, str or path-like, default=True
+        Reuse features of rows seen before in this process (same content, same
+        backbone and settings; see ``sktransfer.feature_cache``); a directory path
+        also keeps them on disk, across processes and sessions.
     num_workers : int, default=0
         DataLoader worker processes that decode image files in parallel.
     random_state : int, RandomState or None, default=None
@@ -173,14 +235,17 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         modality = spec_modality(self.backbone, X)
         source = as_source(self, modality, X, reset=True)
         seed = seed_of(self.random_state)
-        bb = resolve_backbone(
-            self.backbone,
-            weights=self.weights,
-            layer=self.layer,
-            pooling=self.pooling,
-            random_state=seed,
-            image_size=self.image_size,
-        )
+        key = _template_key(self, modality, seed)
+        bb = _templates.get(key)
+        if bb is None:
+            bb = resolve_backbone(
+                self.backbone,
+                weights=self.weights,
+                layer=self.layer,
+                pooling=self.pooling,
+                random_state=seed,
+                image_size=self.image_size,
+            )
         bb.modality = modality
         if modality != "image":
             bb.preprocess = None
@@ -191,7 +256,9 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
                 forward_rows(
                     bb, source, np.arange(1), batch_size=1, device=device, precision=self.precision
                 )
-        bb.compute_fingerprint()
+        if bb.fingerprint is None:
+            bb.compute_fingerprint()
+            _templates.put(key, bb)
         # The first row measures the dimension; through the cache, so that it is not
         # computed again by the transform that usually follows.
         probe = extract(

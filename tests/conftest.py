@@ -10,16 +10,20 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from sktransfer import feature_cache
+from sktransfer.features import _templates
 
 
 @pytest.fixture(autouse=True)
 def clean_feature_cache():
-    """Every test starts from an empty cache with zeroed counters and the default bound."""
+    """Every test starts from an empty cache with zeroed counters and the default bound,
+    and with no backbone resolved before."""
     max_bytes = feature_cache.max_bytes
     feature_cache.clear()
+    _templates.clear()
     yield feature_cache
     feature_cache.max_bytes = max_bytes
     feature_cache.clear()
+    _templates.clear()
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,22 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import RowCounter
+import torch
+from conftest import RowCounter, TinyCNN
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
-from sktransfer import FeatureTransferClassifier, PretrainedFeatures, feature_cache
+import sktransfer.backbones as backbones
+from sktransfer import (
+    Backbone,
+    FeatureTransferClassifier,
+    PretrainedFeatures,
+    feature_cache,
+    register_backbone,
+)
 from sktransfer._cache import FeatureCache
+from sktransfer._inputs import ImagePreprocess
 
 
 def test_grid_search_over_3_heads_and_3_folds_extracts_each_row_once(table, row_counter):
@@ -205,3 +214,46 @@ def test_changing_a_returned_array_does_not_change_the_cache(table):
     expected = first.copy()
     first[:] = 0
     np.testing.assert_array_equal(pf.transform(table[0]), expected)
+
+
+@pytest.fixture
+def counted_builder(monkeypatch):
+    """Registers 'counted': a tiny image backbone whose builder records its calls."""
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    calls = []
+
+    def build(weights="DEFAULT", layer=None, pooling="avg", random_state=None):
+        calls.append((weights, random_state))
+        torch.manual_seed(len(calls))  # a different init at every build
+        module = backbones.Pooled(TinyCNN(seed=len(calls)), pooling)
+        return Backbone(module=module, modality="image", preprocess=ImagePreprocess(), name="c")
+
+    register_backbone("counted", build)
+    return calls
+
+
+def test_a_grid_search_builds_a_named_backbone_once(rgb_images, counted_builder):
+    y = np.arange(len(rgb_images)) % 2
+    GridSearchCV(FeatureTransferClassifier("counted"), {"head__C": [0.1, 1.0, 10.0]}, cv=3).fit(
+        rgb_images, y
+    )
+    assert counted_builder == [("DEFAULT", None)]
+
+
+def test_random_init_without_a_seed_builds_a_new_model_at_every_fit(rgb_images, counted_builder):
+    pf = PretrainedFeatures("counted", weights=None)
+    first = pf.fit_transform(rgb_images[:4])
+    second = pf.fit_transform(rgb_images[:4])
+    assert len(counted_builder) == 2
+    assert not np.allclose(first, second)
+
+
+def test_a_rewritten_weights_file_is_loaded_again(rgb_images, counted_builder, tmp_path):
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"v1")
+    pf = PretrainedFeatures("counted", weights=str(path))
+    pf.fit(rgb_images[:2])
+    pf.fit(rgb_images[:2])
+    path.write_bytes(b"v2!")
+    pf.fit(rgb_images[:2])
+    assert len(counted_builder) == 2

@@ -108,13 +108,14 @@ class Backbone:
         """Content hash of the weights, architecture and preprocessing (the cache key).
 
         Two modules with the same weights can still compute different features: the
-        repr (with ``Pooled``'s pooling), each submodule's class and a traced
-        ``GraphModule``'s code (which node ``layer`` cut at) tell them apart.
+        repr, each submodule's class and plain settings (``Pooled``'s pooling, the
+        ``layer`` a hook stops at) and a traced ``GraphModule``'s code tell them apart.
         """
         h = hashlib.blake2b(digest_size=16)
         h.update(repr(self.module).encode())
         for name, m in self.module.named_modules():
             h.update(f"{name}:{type(m).__module__}.{type(m).__qualname__}".encode())
+            h.update(repr(_settings(m)).encode())
             if isinstance(m, torch.fx.GraphModule):
                 h.update(m.code.encode())
         h.update(repr(self.preprocess).encode())
@@ -135,6 +136,16 @@ class Backbone:
             if mod is not None and not on_cpu(mod):
                 state[key] = copy.deepcopy(mod).cpu()
         return state
+
+
+def _settings(module: nn.Module) -> list:
+    """A module's plain public attributes (not ``training``, which eval() flips)."""
+    plain = (str, int, float, bool, tuple, type(None))
+    return sorted(
+        (k, v)
+        for k, v in vars(module).items()
+        if not k.startswith("_") and k != "training" and isinstance(v, plain)
+    )
 
 
 def on_cpu(module: nn.Module) -> bool:

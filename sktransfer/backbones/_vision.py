@@ -45,6 +45,9 @@ class LayerOutput(nn.Module):
         self._out = None
         model.get_submodule(layer).register_forward_hook(self._capture)
 
+    def extra_repr(self) -> str:
+        return f"layer={self.layer!r}"
+
     def _capture(self, module, args, output):
         self._out = output
         raise _Stop
