@@ -85,7 +85,9 @@ def forward_rows(
     if channels_last:
         module.to(memory_format=torch.channels_last)
     dtype = autocast_dtype(device, precision)
-    out: list[np.ndarray] = []
+    # Filled in place once the first batch gives the width: the peak is one copy of
+    # the result, not a list of batches plus their concatenation.
+    out = np.zeros((0, backbone.dim or 0), dtype=np.float32)
     done = 0
     while done < len(rows):
         try:
@@ -95,8 +97,11 @@ def forward_rows(
                 x = to_device(batch, device, channels_last=channels_last)
                 with torch.inference_mode(), autocast(device, dtype):
                     z = _call(module, x, backbone.name)
-                out.append(z.float().cpu().numpy())
-                done += len(out[-1])
+                z = z.float().cpu().numpy()
+                if done == 0 and out.shape != (len(rows), z.shape[1]):
+                    out = np.empty((len(rows), z.shape[1]), dtype=np.float32)
+                out[done : done + len(z)] = z
+                done += len(z)
         except RuntimeError as exc:
             if not (is_oom(exc) and device.type == "cuda" and batch_size > 1):
                 raise
@@ -105,9 +110,7 @@ def forward_rows(
             warnings.warn(
                 f"CUDA out of memory; retrying with batch_size={batch_size}.", stacklevel=2
             )
-    if not out:
-        return np.zeros((0, backbone.dim or 0), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32, copy=False)
+    return out
 
 
 def _call(module, x, name):

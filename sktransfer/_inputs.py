@@ -115,13 +115,14 @@ class ImagePreprocess:
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Float batch (B, C, H, W) in [0, 1], all one size -> model input."""
-        if self.channels == 3 and batch.shape[1] == 1:
-            batch = batch.expand(-1, 3, -1, -1)
-        elif self.channels is not None and batch.shape[1] != self.channels:
+        grey_to_rgb = self.channels == 3 and batch.shape[1] == 1
+        if not grey_to_rgb and self.channels is not None and batch.shape[1] != self.channels:
             raise ValueError(
                 f"images have {batch.shape[1]} channels; this backbone expects {self.channels}."
             )
         batch = self.resize_crop(batch)
+        if grey_to_rgb:  # after resizing: one channel to resize, not three
+            batch = batch.expand(-1, 3, -1, -1)
         if self.mean is not None:
             mean = torch.tensor(self.mean, dtype=batch.dtype).view(1, -1, 1, 1)
             std = torch.tensor(self.std, dtype=batch.dtype).view(1, -1, 1, 1)
@@ -314,7 +315,7 @@ def _to_rgb_or_grey(img):
         arr = np.asarray(img, dtype=np.float64)
         # 16-bit images span 0..65535; 32-bit int and float ones have no fixed range.
         hi = 65535.0 if img.mode.startswith("I;16") else (arr.max() or 1.0)
-        return Image.fromarray((np.clip(arr / hi, 0, 1) * 255).astype(np.uint8), mode="L")
+        return Image.fromarray((np.clip(arr / hi, 0, 1) * 255).round().astype(np.uint8))
     if img.mode in ("1", "LA", "La"):
         return img.convert("L")
     return img.convert("RGB")

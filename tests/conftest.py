@@ -53,11 +53,11 @@ def image_files(tmp_path_factory, digits, photos):
     grey, rgb = [], []
     for i, img in enumerate(digits[0]):
         p = root / f"digit_{i:02d}.png"
-        Image.fromarray(img, mode="L").save(p)
+        Image.fromarray(img).save(p)
         grey.append(str(p))
     for i, img in enumerate(photos):
         p = root / f"photo_{i}.png"
-        Image.fromarray(img, mode="RGB").save(p)
+        Image.fromarray(img).save(p)
         rgb.append(str(p))
     return {"grey": grey, "rgb": rgb, "root": root}
 

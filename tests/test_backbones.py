@@ -309,3 +309,13 @@ def test_pickling_a_gpu_backbone_moves_it_to_the_cpu_without_touching_the_origin
     state = bb.__getstate__()
     assert all(t.device.type == "cpu" for t in state["module"].state_dict().values())
     assert bb.module.conv.weight.device.type == "cuda"
+
+
+def test_pickling_a_backbone_off_the_cpu_copies_it_to_the_cpu(monkeypatch):
+    import sktransfer.backbones._base as base
+
+    bb = Backbone(module=TinyCNN(), modality="image", preprocess=None, name="tiny")
+    monkeypatch.setattr(base, "on_cpu", lambda module: False)  # as if it lived on a GPU
+    state = bb.__getstate__()
+    assert state["module"] is not bb.module
+    assert torch.equal(state["module"].conv.weight, bb.module.conv.weight)

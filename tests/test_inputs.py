@@ -310,3 +310,32 @@ def test_a_wrong_channel_count_for_the_backbone_is_a_value_error_not_a_torch_tra
         r"\(1, 1, 8, 8\)",
     ):
         PretrainedFeatures(TinyCNN()).fit(X)
+
+
+def test_files_are_decoded_batch_by_batch_not_all_at_once(tmp_path):
+    files = []
+    for i in range(8):
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((64, 64, 3), 30 * i, np.uint8)).save(files[-1])
+    X = files * 30  # 240 rows: 2.9 MB of decoded pixels, 12 KB an image
+    pf = PretrainedFeatures(TinyCNN(), batch_size=16, cache=False).fit(X[:1])
+    tracemalloc.start()
+    Z = pf.transform(X)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert Z.shape == (240, 4)
+    assert peak < 16 * 64 * 64 * 3 * 4  # less than one batch's worth, even as float32
+
+
+def test_a_bfloat16_tensor_is_read_like_float32():
+    X = torch.rand(2, 3, 8, 8)
+    expected = as_images(X).load([0, 1], NO_PREPROCESS)
+    got = as_images(X.bfloat16()).load([0, 1], NO_PREPROCESS)
+    torch.testing.assert_close(got, expected, atol=1e-2, rtol=0)
+
+
+def test_16_bit_png_files_scale_by_65535(tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((4, 4), 32768, dtype=np.uint16)).save(path)
+    pixel = as_images([str(path)]).load([0], NO_PREPROCESS)[0, 0, 0, 0].item()
+    assert pixel == pytest.approx(128 / 255)
