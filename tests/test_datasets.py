@@ -139,7 +139,7 @@ def test_heart_disease_as_frame():
     assert heart.severity.max() == 4
 
 
-# ----------------------------------------------------------------- packaged real image and text data
+# ---------------------------------------------------------- packaged real image and text data
 
 
 def test_load_fashion_mnist_reads_debians_idx_files(tmp_path):
