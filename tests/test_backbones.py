@@ -319,3 +319,29 @@ def test_pickling_a_backbone_off_the_cpu_copies_it_to_the_cpu(monkeypatch):
     state = bb.__getstate__()
     assert state["module"] is not bb.module
     assert torch.equal(state["module"].conv.weight, bb.module.conv.weight)
+
+
+def test_layer_features_from_four_threads_match_one_thread(small_rgb):
+    import threading
+
+    pf = PretrainedFeatures("resnet18", weights=None, layer="layer2", image_size=16,
+                            random_state=0, cache=False).fit(small_rgb)  # fmt: skip
+    expected = pf.transform(small_rgb)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(pf.transform(small_rgb))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for Z in results:
+        np.testing.assert_allclose(Z, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_layer_backbone_round_trips_through_pickle(small_rgb):
+    pf = PretrainedFeatures("resnet18", weights=None, layer="layer2", image_size=16,
+                            random_state=0, cache=False).fit(small_rgb)  # fmt: skip
+    loaded = pickle.loads(pickle.dumps(pf))
+    np.testing.assert_array_equal(loaded.transform(small_rgb), pf.transform(small_rgb))

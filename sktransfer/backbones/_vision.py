@@ -32,35 +32,40 @@ def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:
 
 
 class _Stop(Exception):
-    pass
+    """Carries the captured output out of the forward pass."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+
+def _stop_with_output(module, args, output):
+    raise _Stop(output)
 
 
 class LayerOutput(nn.Module):
-    """The output of the named submodule ``layer``; the forward stops right after it."""
+    """The output of the named submodule ``layer``; the forward stops right after it.
+
+    The hook hands the output back inside the exception that stops the forward, so
+    no state is kept between calls: threads may share the module, and copies and
+    pickles need no rebinding.
+    """
 
     def __init__(self, model: nn.Module, layer: str):
         super().__init__()
         self.model = model
         self.layer = layer
-        self._out = None
-        model.get_submodule(layer).register_forward_hook(self._capture)
+        model.get_submodule(layer).register_forward_hook(_stop_with_output)
 
     def extra_repr(self) -> str:
         return f"layer={self.layer!r}"
 
-    def _capture(self, module, args, output):
-        self._out = output
-        raise _Stop
-
     def forward(self, x):
         try:
             self.model(x)
-        except _Stop:
-            pass
-        out, self._out = self._out, None
-        if out is None:
-            raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass.")
-        return out
+        except _Stop as stop:
+            return stop.output
+        raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass.")
 
 
 def _graph_nodes(model: nn.Module) -> list[str]:
