@@ -237,7 +237,8 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         seed = seed_of(self.random_state)
         key = _template_key(self, modality, seed)
         bb = _templates.get(key)
-        if bb is None:
+        reused = bb is not None
+        if not reused:
             bb = resolve_backbone(
                 self.backbone,
                 weights=self.weights,
@@ -256,7 +257,9 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
                 forward_rows(
                     bb, source, np.arange(1), batch_size=1, device=device, precision=self.precision
                 )
-        if bb.fingerprint is None:
+        if not reused:
+            # Always from the weights as they are now: a fitted estimator's backbone may
+            # carry the fingerprint of weights it has trained since.
             bb.compute_fingerprint()
             _templates.put(key, bb)
         # The first row measures the dimension; through the cache, so that it is not

@@ -257,3 +257,14 @@ def test_a_rewritten_weights_file_is_loaded_again(rgb_images, counted_builder, t
     path.write_bytes(b"v2!")
     pf.fit(rgb_images[:2])
     assert len(counted_builder) == 2
+
+
+def test_a_source_model_trained_after_its_features_were_cached_is_not_served_stale(table):
+    X = table[0]
+    source = PretrainedFeatures(RowCounter()).fit(X)
+    before = source.transform(X)
+    with torch.no_grad():  # what fine-tuning does to the source's weights
+        source.backbone_.module.body.linear.weight.mul_(2.0)
+    after = PretrainedFeatures(source).fit_transform(X)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, PretrainedFeatures(source, cache=False).fit_transform(X))
