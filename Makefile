@@ -34,10 +34,11 @@ demo: $(STAMP)
 	$(PY) -m sktransfer.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
+	# One BLAS/OpenMP thread per xdist worker: two workers on two cores, no spin-waiting.
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -85,6 +85,12 @@ def forward_rows(
     if channels_last:
         module.to(memory_format=torch.channels_last)
     dtype = autocast_dtype(device, precision)
+    order = None
+    lengths = getattr(source, "lengths", None)
+    if lengths is not None and len(rows) > batch_size:
+        # As sentence-transformers' encode does: batches of similar lengths pad less.
+        order = np.argsort(-lengths(rows), kind="stable")
+        rows = rows[order]
     # Filled in place once the first batch gives the width: the peak is one copy of
     # the result, not a list of batches plus their concatenation.
     out = np.zeros((0, backbone.dim or 0), dtype=np.float32)
@@ -110,6 +116,10 @@ def forward_rows(
             warnings.warn(
                 f"CUDA out of memory; retrying with batch_size={batch_size}.", stacklevel=2
             )
+    if order is not None:
+        restored = np.empty_like(out)
+        restored[order] = out
+        out = restored
     return out
 
 

@@ -471,6 +471,10 @@ class TextRows:
     def load(self, indices, preprocess=None) -> list[str]:
         return [self.items[int(i)] for i in indices]
 
+    def lengths(self, rows) -> np.ndarray:
+        """Characters per row: the extraction loop batches texts of similar length."""
+        return np.array([len(self.items[int(i)]) for i in rows])
+
 
 def as_text(X, *, name: str = "X", missing: str = "raise") -> TextRows:
     """The text source for ``X``: strings only; ``missing="empty"`` maps None/NaN to ''."""

@@ -41,7 +41,14 @@ from ._training import (
 from .augment import make_augment
 from .backbones import param_blocks, spec_modality
 from .backbones._vision import _Seed
-from .features import BACKBONE_PARAMS, PretrainedFeatures, as_source, backbone_constraints, seed_of
+from .features import (
+    BACKBONE_PARAMS,
+    PretrainedFeatures,
+    as_source,
+    backbone_constraints,
+    clone_keeping_fitted_backbone,
+    seed_of,
+)
 
 
 class _FineTune(BaseEstimator):
@@ -414,6 +421,8 @@ class _FineTune(BaseEstimator):
             for p in model.parameters():
                 p.requires_grad_(True)
         self.net_ = net
+        # The body has trained: its features (and their cache key) are not the pretrained ones.
+        bb.compute_fingerprint()
 
     def _fit_net(self, net, dataset, partial=False):
         """Fit a skorch net; on CUDA out-of-memory halve the batch and run the phase again."""
@@ -468,6 +477,10 @@ class _FineTune(BaseEstimator):
         if self.freeze != "backbone":
             rows += [dict(r, phase="all") for r in self.net_.history]
         return rows
+
+    def __sklearn_clone__(self):
+        # A fitted source estimator as backbone= must survive clone (GridSearchCV folds).
+        return clone_keeping_fitted_backbone(self)
 
     def __getstate__(self):
         # backbone_.module is module_.body: store it once, relink it on load.

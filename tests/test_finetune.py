@@ -398,3 +398,12 @@ EXPECTED_FAILED = {
 )
 def test_sklearn_contract(estimator, check):
     check(estimator)
+
+
+def test_a_fitted_source_survives_clone_in_a_grid_search():
+    X, y = tabular()
+    source = FineTuneRegressor(nn.Sequential(nn.Linear(5, 8), nn.ReLU()), max_epochs=2,
+                               random_state=0).fit(X, X[:, 0])
+    search = GridSearchCV(FineTuneClassifier(source, max_epochs=1, random_state=0),
+                          {"l2sp": [0.0, 1e-2]}, cv=2).fit(X, y)
+    assert hasattr(clone(search.best_estimator_).backbone, "net_")

@@ -145,11 +145,6 @@ def test_tokenization_is_part_of_the_collate_repr(minilm):
     assert repr(build_minilm(max_length=16).collate) != repr(build_minilm().collate)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Backbone.compute_fingerprint does not hash the collate yet (lead: add "
-    "repr(self.collate)); until then max_length would share cache entries",
-)
 def test_max_length_changes_the_cache_fingerprint():
     a, b = build_minilm(), build_minilm(max_length=16)
     assert a.compute_fingerprint() != b.compute_fingerprint()
@@ -211,11 +206,6 @@ def test_param_blocks_of_the_text_encoder_are_embeddings_each_layer_then_pooler(
     assert flat == [n for n, _ in module.named_parameters()]  # each once, in order
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backbones.param_blocks splits BERT's embeddings (the largest child) and keeps "
-    "the 6 layers as one block; lead: delegate to module.param_blocks() when defined",
-)
 def test_generic_param_blocks_use_the_text_encoders_own_blocks(minilm):
     module = minilm.backbone_.module
     assert param_blocks(module) == module.param_blocks()

@@ -113,6 +113,8 @@ class Backbone:
         """
         h = hashlib.blake2b(digest_size=16)
         h.update(repr(self.module).encode())
+        # The tokeniser's settings (max_length, lowercasing) change text features too.
+        h.update(repr(self.collate).encode())
         for name, m in self.module.named_modules():
             h.update(f"{name}:{type(m).__module__}.{type(m).__qualname__}".encode())
             h.update(repr(_settings(m)).encode())
@@ -183,6 +185,13 @@ def param_blocks(module: nn.Module) -> list[list[str]]:
     embedding) form a block before its children. Used for freezing the first
     ``k`` blocks and for layer-wise learning rates.
     """
+
+    own = getattr(module, "param_blocks", None)
+    if callable(own):  # e.g. a text encoder: embeddings, each layer, pooler
+        return [list(b) for b in own()]
+    body = getattr(module, "body", None)
+    if isinstance(module, Pooled) and callable(getattr(body, "param_blocks", None)):
+        return [[f"body.{n}" for n in b] for b in body.param_blocks()]
 
     def numel(m):
         return sum(p.numel() for p in m.parameters())
