@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
+from skorch.dataset import unpack_data
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -208,6 +209,30 @@ class TransferNet(NeuralNet):
         if training:
             for name in self.frozen_modules:
                 (self.module_.get_submodule(name) if name else self.module_).eval()
+
+    def initialize(self):
+        super().initialize()
+        # fp16 autocast needs loss scaling (bf16 does not): small gradients underflow.
+        fp16 = self.amp_dtype == torch.float16
+        self.grad_scaler_ = torch.amp.GradScaler(torch.device(self.device).type) if fp16 else None
+        return self
+
+    def train_step_single(self, batch, **fit_params):
+        if getattr(self, "grad_scaler_", None) is None:
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self.grad_scaler_.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def _step_optimizer(self, step_fn):
+        if getattr(self, "grad_scaler_", None) is None:
+            return super()._step_optimizer(step_fn)
+        step_fn()
+        self.grad_scaler_.step(self.optimizer_)
+        self.grad_scaler_.update()
 
     def infer(self, x, **fit_params):
         if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:

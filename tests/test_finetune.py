@@ -402,8 +402,24 @@ def test_sklearn_contract(estimator, check):
 
 def test_a_fitted_source_survives_clone_in_a_grid_search():
     X, y = tabular()
-    source = FineTuneRegressor(nn.Sequential(nn.Linear(5, 8), nn.ReLU()), max_epochs=2,
-                               random_state=0).fit(X, X[:, 0])
-    search = GridSearchCV(FineTuneClassifier(source, max_epochs=1, random_state=0),
-                          {"l2sp": [0.0, 1e-2]}, cv=2).fit(X, y)
+    source = FineTuneRegressor(
+        nn.Sequential(nn.Linear(5, 8), nn.ReLU()), max_epochs=2, random_state=0
+    ).fit(X, X[:, 0])
+    search = GridSearchCV(
+        FineTuneClassifier(source, max_epochs=1, random_state=0), {"l2sp": [0.0, 1e-2]}, cv=2
+    ).fit(X, y)
     assert hasattr(clone(search.best_estimator_).backbone, "net_")
+
+
+def test_fp16_precision_trains_with_a_grad_scaler():
+    X, y = tabular()
+    clf = FineTuneClassifier(
+        nn.Sequential(nn.Linear(5, 8)),
+        precision="16",
+        device="cpu",
+        freeze_epochs=0,
+        max_epochs=2,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.net_.grad_scaler_ is not None
+    assert np.isfinite(clf.predict_proba(X)).all()

@@ -19,7 +19,13 @@ from torch import nn
 from .._inputs import ImagePreprocess, looks_like_images
 from ._base import POOLINGS, Backbone, Pooled, param_blocks
 from ._text import MINILM, build_hf_text, build_minilm, is_hf_dir
-from ._vision import build_efficientnet_lite, build_timm, build_torchvision, require, torchvision_names
+from ._vision import (
+    build_efficientnet_lite,
+    build_timm,
+    build_torchvision,
+    require,
+    torchvision_names,
+)
 
 __all__ = [
     "Backbone",
@@ -67,7 +73,7 @@ for _v in (0, 1, 2):
     register_backbone(
         f"efficientnet_lite{_v}",
         build_efficientnet_lite(_v),
-        description=f"EfficientNet-Lite{_v}, ImageNet-1k weights packaged offline (sktransfer[assets])",
+        description=f"EfficientNet-Lite{_v}, ImageNet-1k, packaged offline (sktransfer[assets])",
     )
 
 
@@ -87,7 +93,12 @@ def _fitted_backbone(spec) -> Backbone | None:
         return bb
     module = getattr(spec, "module_", None)
     if isinstance(module, nn.Module):  # a fitted skorch NeuralNet
-        return Backbone(module=module, modality=None, preprocess=ImagePreprocess(channels=None), name=type(module).__name__)
+        return Backbone(
+            module=module,
+            modality=None,
+            preprocess=ImagePreprocess(channels=None),
+            name=type(module).__name__,
+        )
     return None
 
 
@@ -115,7 +126,9 @@ def resolve_backbone(
     if isinstance(spec, Backbone):
         bb = spec.copy()
     elif isinstance(spec, str):
-        bb = _resolve_name(spec, weights=weights, layer=layer, pooling=pooling, random_state=random_state)
+        bb = _resolve_name(
+            spec, weights=weights, layer=layer, pooling=pooling, random_state=random_state
+        )
     elif isinstance(spec, nn.Module):
         bb = _from_module(spec, layer=layer, pooling=pooling)
     elif (fitted := _fitted_backbone(spec)) is not None:
@@ -123,7 +136,9 @@ def resolve_backbone(
         if layer is not None:
             bb.module = _from_module(bb.module, layer=layer, pooling=pooling).module
     elif inspect.isclass(spec) and issubclass(spec, nn.Module):
-        raise TypeError(f"backbone={spec.__name__} is a class; pass an instance, e.g. {spec.__name__}().")
+        raise TypeError(
+            f"backbone={spec.__name__} is a class; pass an instance, e.g. {spec.__name__}()."
+        )
     elif hasattr(spec, "fit") and hasattr(spec, "get_params"):
         raise ValueError(
             f"backbone={type(spec).__name__}(...) is not fitted; fit it on the source task first "
