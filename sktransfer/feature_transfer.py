@@ -61,6 +61,8 @@ class _FeatureTransfer(BaseEstimator):
         cache=True,
         num_workers=0,
         random_state=None,
+        max_length=None,
+        missing="raise",
     ):
         self.backbone = backbone
         self.head = head
@@ -74,6 +76,8 @@ class _FeatureTransfer(BaseEstimator):
         self.cache = cache
         self.num_workers = num_workers
         self.random_state = random_state
+        self.max_length = max_length
+        self.missing = missing
 
     def _check_X(self, X, y=None, *, reset):
         """Tabular X gets sklearn's validation under this estimator's own name."""

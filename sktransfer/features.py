@@ -36,6 +36,8 @@ BACKBONE_PARAMS = (
     "cache",
     "num_workers",
     "random_state",
+    "max_length",
+    "missing",
 )
 
 # The parameters that change how, not which, features are computed.
@@ -53,6 +55,8 @@ backbone_constraints = {
     "cache": ["boolean", str, os.PathLike],
     "num_workers": [Interval(Integral, 0, None, closed="left")],
     "random_state": ["random_state"],
+    "max_length": [Interval(Integral, 2, None, closed="left"), None],
+    "missing": [StrOptions({"raise", "empty"})],
 }
 
 
@@ -180,6 +184,11 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         DataLoader worker processes that decode image files in parallel.
     random_state : int, RandomState or None, default=None
         Seeds random initialisation (``weights=None``, lazy modules).
+    max_length : int or None, default=None
+        Text backbones: tokens kept per text (longer texts are truncated); ``None``
+        takes the model's own limit (256 for all-MiniLM-L6-v2).
+    missing : {"raise", "empty"}, default="raise"
+        Text input: a None/NaN row is an error naming the row, or is embedded as "".
 
     Attributes
     ----------
@@ -216,6 +225,8 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         cache=True,
         num_workers=0,
         random_state=None,
+        max_length=None,
+        missing="raise",
     ):
         self.backbone = backbone
         self.weights = weights
@@ -228,6 +239,8 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         self.cache = cache
         self.num_workers = num_workers
         self.random_state = random_state
+        self.max_length = max_length
+        self.missing = missing
 
     def fit(self, X, y=None):
         """Load the backbone and check ``X``; no training happens."""
@@ -246,6 +259,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
                 pooling=self.pooling,
                 random_state=seed,
                 image_size=self.image_size,
+                max_length=self.max_length,
             )
         bb.modality = modality
         if modality != "image":

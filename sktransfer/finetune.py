@@ -106,6 +106,8 @@ class _FineTune(BaseEstimator):
         cache=True,
         num_workers=0,
         random_state=None,
+        max_length=None,
+        missing="raise",
         verbose=0,
         callbacks=None,
     ):
@@ -134,6 +136,8 @@ class _FineTune(BaseEstimator):
         self.cache = cache
         self.num_workers = num_workers
         self.random_state = random_state
+        self.max_length = max_length
+        self.missing = missing
         self.verbose = verbose
         self.callbacks = callbacks
 
@@ -653,6 +657,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         cache=True,
         num_workers=0,
         random_state=None,
+        max_length=None,
+        missing="raise",
         verbose=0,
         callbacks=None,
     ):
@@ -682,6 +688,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
             cache=cache,
             num_workers=num_workers,
             random_state=random_state,
+            max_length=max_length,
+            missing=missing,
             verbose=verbose,
             callbacks=callbacks,
         )

@@ -419,3 +419,18 @@ def test_column_transformer_feature_names_and_series_columns(listings, minilm):
         feature_cache.clear()
         np.testing.assert_allclose(from_series, features.transform(list(df[column])), atol=1e-6)
     np.testing.assert_allclose(from_series, minilm.transform(list(df["review"])), atol=1e-6)
+
+
+def test_max_length_and_missing_are_estimator_parameters():
+    texts = ["a fine film " * 50, None, "dull"]
+    pf = PretrainedFeatures("all-MiniLM-L6-v2", max_length=8, missing="empty", cache=False)
+    Z = pf.fit_transform(texts)
+    assert Z.shape == (3, 384)
+    assert pf.backbone_.collate.max_length == 8
+    with pytest.raises(ValueError, match="row 1 is missing"):
+        PretrainedFeatures("all-MiniLM-L6-v2").fit(texts)
+
+
+def test_max_length_on_an_image_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="max_length=8 applies to text backbones"):
+        PretrainedFeatures("efficientnet_lite0", max_length=8).fit(np.zeros((2, 8, 8), np.uint8))

@@ -118,16 +118,37 @@ def spec_modality(spec, X=None) -> str:
 
 
 def resolve_backbone(
-    spec, *, weights="DEFAULT", layer=None, pooling="avg", random_state=None, image_size=None
+    spec,
+    *,
+    weights="DEFAULT",
+    layer=None,
+    pooling="avg",
+    random_state=None,
+    image_size=None,
+    max_length=None,
 ) -> Backbone:
-    """Build (and load the weights of) the backbone ``spec`` names. Never mutates ``spec``."""
+    """Build (and load the weights of) the backbone ``spec`` names. Never mutates ``spec``.
+
+    ``max_length`` (tokens) applies to text backbones named by a string only.
+    """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}.")
+    text_kw = {} if max_length is None else {"max_length": max_length}
+    if text_kw and not (isinstance(spec, str) and _is_text_name(spec)):
+        raise ValueError(
+            f"max_length={max_length} applies to text backbones given by name; "
+            f"backbone={spec!r} is not one."
+        )
     if isinstance(spec, Backbone):
         bb = spec.copy()
     elif isinstance(spec, str):
         bb = _resolve_name(
-            spec, weights=weights, layer=layer, pooling=pooling, random_state=random_state
+            spec,
+            weights=weights,
+            layer=layer,
+            pooling=pooling,
+            random_state=random_state,
+            **text_kw,
         )
     elif isinstance(spec, nn.Module):
         bb = _from_module(spec, layer=layer, pooling=pooling)
@@ -152,6 +173,11 @@ def resolve_backbone(
     if image_size is not None and bb.preprocess is not None:
         bb.preprocess = bb.preprocess.with_image_size(image_size)
     return bb
+
+
+def _is_text_name(name: str) -> bool:
+    entry = _REGISTRY.get(name)
+    return (entry is not None and entry.modality == "text") or is_hf_dir(name)
 
 
 def _resolve_name(name: str, **kw) -> Backbone:
