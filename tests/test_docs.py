@@ -23,8 +23,11 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace = {"__name__": f"docs_{page.stem}"}
+    ran = 0
     for i, code in enumerate(blocks(page)):
         try:
             exec(compile(code, f"{page.name}[block {i}]", "exec"), namespace)
         except Exception as exc:
             raise AssertionError(f"{page.name}, block {i} failed: {exc!r}\n{code}") from exc
+        ran += 1
+    assert ran == len(blocks(page)) > 0
