@@ -38,6 +38,7 @@ from ._training import (
     identity_collate,
     layerwise_groups,
 )
+from .adaptation._base import resolve_domains, unlabelled_mask
 from .augment import make_augment
 from .backbones import param_blocks, spec_modality
 from .backbones._vision import _Seed
@@ -199,14 +200,7 @@ class _FineTune(BaseEstimator):
         if self.adaptation is None:
             labelled, domain = np.ones(len(y), bool), np.ones(len(y), np.int8)
         else:
-            labelled, domain = _labelled_rows(y, sample_domain, self._task)
-        if not labelled.any():
-            raise ValueError("no labelled rows: every row is marked as unlabelled target.")
-        if self.adaptation is not None and labelled.all() and (domain > 0).all():
-            raise ValueError(
-                f"adaptation={self.adaptation!r} needs unlabelled target rows: mark them with "
-                "y == -1 (NaN for regressors) or pass sample_domain (< 0 for target rows)."
-            )
+            labelled, domain = self._domains(y, sample_domain)
         y_enc = self._encode_target(y, labelled, reset=reset, classes=classes)
         w = np.ones(len(y), dtype=np.float32)
         if sample_weight is not None:
@@ -216,6 +210,21 @@ class _FineTune(BaseEstimator):
         if self.adaptation is not None:
             targets["d"] = domain.astype(np.float32)
         return {"X": X, "targets": targets, "modality": modality, "labelled": labelled}
+
+    def _domains(self, y, sample_domain):
+        """(labelled mask, domain: 1 source / 0 target) by the adaptation package's reading
+        of skada's convention, so both parse sample_domain and the -1/NaN marker alike."""
+        regression = self._task == "regression"
+        rows = y
+        if regression and y.ndim > 1:  # multi-output: a row is unlabelled when any y is NaN
+            rows = np.where(np.isnan(y.astype(float)).any(axis=1), np.nan, 0.0)
+        if sample_domain is None and not unlabelled_mask(rows, regression=regression).any():
+            raise ValueError(
+                f"adaptation={self.adaptation!r} needs unlabelled target rows: mark them with "
+                "y == -1 (NaN for regressors) or pass sample_domain (< 0 for target rows)."
+            )
+        domains = resolve_domains(rows, sample_domain, len(y), regression=regression)
+        return domains.labelled, domains.source.astype(np.int8)
 
     def _build(self, X, data):
         """Load the backbone (once per fit) and attach a fresh head sized to the target."""
@@ -547,27 +556,6 @@ def _n_rows(X):
         return len(X)
     except TypeError:
         return X.shape[0]
-
-
-def _labelled_rows(y, sample_domain, task):
-    """(labelled mask, domain: 1 source / 0 target) from skada's convention."""
-    n = len(y)
-    if sample_domain is not None:
-        sd = np.asarray(sample_domain)
-        if sd.shape != (n,):
-            raise ValueError(f"sample_domain has shape {sd.shape}; expected ({n},), one per row.")
-        domain = (sd >= 0).astype(np.int8)
-    else:
-        domain = None
-    if task == "classification":
-        unl = (y == -1) if y.dtype.kind in "iuf" else np.zeros(n, bool)
-    else:
-        unl = np.isnan(y.astype(float)).reshape(n, -1).any(1)
-    if domain is None:
-        domain = (~unl).astype(np.int8)
-    else:
-        unl = unl & (domain == 0)
-    return ~unl, domain
 
 
 class FineTuneClassifier(ClassifierMixin, _FineTune):
