@@ -70,7 +70,7 @@ def bench_epoch(images, labels, args):
         clf = FineTuneClassifier(
             "efficientnet_lite0",
             image_size=args.image_size,
-            freeze_epochs=0,
+            linear_probe=False,
             max_epochs=epochs,
             batch_size=bs,
             lr=1e-3,
@@ -102,7 +102,7 @@ def bench_frozen(images, labels, args):
         image_size=args.image_size,
         freeze="backbone",
         max_epochs=epochs,
-        freeze_epochs=0,
+        linear_probe=False,
         random_state=0,
     ).fit(X, y)
     ours = time.perf_counter() - t

@@ -8,13 +8,18 @@ adaptation terms, frozen blocks kept in ``eval()``, autocast and channels_last.
 from __future__ import annotations
 
 import fnmatch
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge
 from skorch import NeuralNet
+from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import Dataset
 
 from ._device import autocast
@@ -132,8 +137,7 @@ class TransferNet(NeuralNet):
         task="classification",
         param_groups=None,
         frozen_modules=(),
-        l2sp=0.0,
-        l2sp_params=(),
+        batchnorm_eval=False,
         class_weight=None,
         amp_dtype=None,
         channels_last=False,
@@ -146,8 +150,7 @@ class TransferNet(NeuralNet):
         self.task = task
         self.param_groups = param_groups
         self.frozen_modules = frozen_modules
-        self.l2sp = l2sp
-        self.l2sp_params = l2sp_params
+        self.batchnorm_eval = batchnorm_eval
         self.class_weight = class_weight
         self.amp_dtype = amp_dtype
         self.channels_last = channels_last
@@ -159,12 +162,6 @@ class TransferNet(NeuralNet):
         super().initialize_module()
         if self.channels_last:
             self.module_.to(memory_format=torch.channels_last)
-        # Snapshot of the pretrained body weights for L2-SP, on the training device.
-        self.l2sp_ref_ = {
-            n: p.detach().clone()
-            for n, p in self.module_.named_parameters()
-            if n in set(self.l2sp_params)
-        }
         if self.adaptation == "dann":
             # A real binary domain classifier with a hidden layer, on the body's features
             # (not skada's one-unit softmax, whose output is a constant).
@@ -209,6 +206,12 @@ class TransferNet(NeuralNet):
         if training:
             for name in self.frozen_modules:
                 (self.module_.get_submodule(name) if name else self.module_).eval()
+            if self.batchnorm_eval:
+                # Normalise with the pretrained running statistics, as the probe saw them;
+                # the affine parameters still train.
+                for m in self.module_.modules():
+                    if isinstance(m, _BatchNorm):
+                        m.eval()
 
     def initialize(self):
         super().initialize()
@@ -258,11 +261,6 @@ class TransferNet(NeuralNet):
         if labelled is not None:
             ww = ww * labelled.float()
         loss = (per * ww).sum() / ww.sum().clamp_min(1e-12)
-        if training and self.l2sp > 0:
-            params = dict(self.module_.named_parameters())
-            loss = loss + self.l2sp * sum(
-                ((params[n] - ref) ** 2).sum() for n, ref in self.l2sp_ref_.items()
-            )
         if training and self.adaptation is not None and d is not None:
             loss = loss + self.adaptation_weight * self._adaptation_loss(d.to(y_pred.device))
         if isinstance(self.module_, TransferModel):
@@ -311,8 +309,9 @@ def layerwise_groups(
     weight_decay: float,
     body_decay: float,
 ) -> list[dict]:
-    """AdamW groups: each body block gets a geometric learning rate from lr/lr_mult (earliest)
-    up to lr (the head); norms and biases get no weight decay."""
+    """AdamW groups: the head gets ``lr``, the body blocks a geometric ladder from
+    ``lr / lr_mult`` (earliest) up to the last block's, just under the head's; norms and
+    biases get no weight decay."""
     shapes = {n: p.ndim for n, p in module.named_parameters()}
     tiers = [[f"body.{n}" for n in b] for b in blocks] + [
         [n for n in shapes if n.startswith("head.")]
@@ -330,3 +329,149 @@ def layerwise_groups(
             {"names": [n for n in names if shapes[n] <= 1], "lr": tier_lr, "weight_decay": 0.0}
         )
     return [g for g in groups if g["names"]]
+
+
+# What ``lr="auto"`` and ``max_epochs="auto"`` resolve to, per kind of body (see
+# docs/finetuning.md for the measurements behind each number). ``steps`` is the number
+# of optimiser steps the unfrozen phase aims for; the epochs are that many steps over the
+# training rows, within [min_epochs, max_epochs].
+RECIPES = {
+    # Pretrained convolutional nets with BatchNorm (EfficientNet, ResNet, ConvNeXt-BN...).
+    "conv": {"lr": 1e-4, "steps": 150, "min_epochs": 5, "max_epochs": 20},
+    # Attention-based bodies (text encoders, ViTs): small steps keep their features intact.
+    "transformer": {"lr": 5e-5, "steps": 150, "min_epochs": 3, "max_epochs": 10},
+    # Anything else, e.g. a small MLP on a table, usually trained from random weights:
+    # scikit-learn's MLP trains for up to 200 epochs at Adam's 1e-3; a few hundred steps
+    # at 1e-2 reach the same place on small tables.
+    "mlp": {"lr": 1e-2, "steps": 300, "min_epochs": 10, "max_epochs": 200},
+}
+
+
+def body_family(module: nn.Module, modality: str) -> str:
+    """Which ``RECIPES`` entry a body takes: "transformer" for text encoders and bodies
+    with attention or LayerNorm, "conv" for convolutional bodies, "mlp" otherwise."""
+    kinds = {type(m) for m in module.modules()}
+    if modality == "text" or any(
+        issubclass(k, (nn.MultiheadAttention, nn.LayerNorm)) for k in kinds
+    ):
+        return "transformer"
+    if any(issubclass(k, nn.modules.conv._ConvNd) for k in kinds):
+        return "conv"
+    return "mlp"
+
+
+# The probe's inverse L2 strength on standardised features. A looser probe (C=1) fits
+# 300 Fashion-MNIST images to a loss of 0.004: the body then gets almost no gradient and
+# Adam's normalised steps are noise; C=0.05 starts fine-tuning at 0.05 with the same
+# held-out accuracy (docs/finetuning.md).
+PROBE_C = 0.05
+
+
+def fit_linear_probe(
+    Z: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    *,
+    task: str,
+    n_outputs: int,
+    class_weight=None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(weight, bias, training loss) of a linear head fitted to convergence on features Z.
+
+    A convex solver on standardised features (L-BFGS multinomial logistic regression,
+    C=``PROBE_C``, for classes; ridge, alpha=1, for standardised targets), folded back into one
+    ``nn.Linear`` acting on the raw features. ``w`` are sample weights; ``class_weight``
+    multiplies them per class, as the fine-tuning loss does.
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    mu = Z.mean(0)
+    sd = Z.std(0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    Zs = (Z - mu) / sd
+    sw = np.asarray(w, dtype=np.float64).copy()
+    d = Z.shape[1]
+    if task == "classification":
+        y = np.asarray(y, dtype=np.int64)
+        if class_weight is not None:
+            sw = sw * np.asarray(class_weight, dtype=np.float64)[y]
+        present = np.unique(y[sw > 0])
+        weight = np.zeros((n_outputs, d))
+        bias = np.full(n_outputs, -1e3 if len(present) < n_outputs else 0.0)
+        if len(present) == 1:  # one class seen: predict it
+            bias[present[0]] = 0.0
+        else:
+            with warnings.catch_warnings():
+                # An unconverged L-BFGS head is still a good start for fine-tuning.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                lr = LogisticRegression(C=PROBE_C, max_iter=1000).fit(Zs, y, sample_weight=sw)
+            coef, icpt = lr.coef_, lr.intercept_
+            if len(present) == 2:  # one logit z: softmax over [-z/2, z/2] is sigmoid(z)
+                coef = np.vstack([-coef / 2, coef / 2])
+                icpt = np.array([-icpt[0] / 2, icpt[0] / 2])
+            weight[present] = coef
+            bias[present] = icpt
+    else:
+        Y = np.asarray(y, dtype=np.float64).reshape(len(Z), -1)
+        ridge = Ridge(alpha=1.0).fit(Zs, Y, sample_weight=sw)
+        weight = ridge.coef_.reshape(n_outputs, d)
+        bias = np.atleast_1d(ridge.intercept_).reshape(n_outputs)
+    # Fold the standardisation in: w·(z - mu)/sd + b = (w/sd)·z + (b - w·mu/sd).
+    weight = weight / sd
+    bias = bias - weight @ mu
+    logits = Z @ weight.T + bias
+    if task == "classification":
+        logits = logits - logits.max(1, keepdims=True)
+        logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        per = -logp[np.arange(len(y)), y]
+    else:
+        per = ((logits - Y) ** 2).mean(1)
+    loss = float((per * sw).sum() / max(sw.sum(), 1e-12))
+    return weight.astype(np.float32), bias.astype(np.float32), loss
+
+
+class L2SP(Callback):
+    """L2-SP (Li et al. 2018) decoupled from the adaptive step, as AdamW decouples weight
+    decay: after each optimiser step every listed parameter moves back towards its
+    pretrained value by ``lr_t · l2sp`` of the distance (``lr_t`` its group's current
+    learning rate, the factor capped at 1). A penalty added to the loss would be
+    rescaled away by Adam's per-parameter normalisation."""
+
+    def __init__(self, l2sp: float, names):
+        self.l2sp = l2sp
+        self.names = names
+
+    def initialize(self):
+        self.ref_ = None
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        params = dict(net.module_.named_parameters())
+        self.ref_ = {params[n]: params[n].detach().clone() for n in self.names}
+
+    @torch.no_grad()
+    def on_batch_end(self, net, training=False, **kwargs):
+        if not training:
+            return
+        for group in net.optimizer_.param_groups:
+            pull = min(1.0, group["lr"] * self.l2sp)
+            for p in group["params"]:
+                ref = self.ref_.get(p)
+                if ref is not None:
+                    p.lerp_(ref, pull)
+
+    def on_train_end(self, net, **kwargs):
+        self.ref_ = None  # no copy of the weights kept after fit (nor pickled)
+
+
+def weights_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every parameter and buffer (the WiSE-FT zero-shot endpoint)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@torch.no_grad()
+def interpolate_weights(module: nn.Module, start: dict[str, torch.Tensor], alpha: float) -> None:
+    """WiSE-FT (Wortsman et al. 2022): θ = (1 − α)·θ_start + α·θ_now for every floating
+    parameter and buffer (BatchNorm statistics too); integer buffers keep their value."""
+    for k, v in module.state_dict().items():
+        if v.is_floating_point():
+            v.copy_(torch.lerp(start[k].to(v.device, v.dtype), v, alpha))

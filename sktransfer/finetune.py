@@ -28,15 +28,21 @@ from torch import nn
 from ._device import autocast_dtype, is_oom, resolve_device
 from ._extract import extract
 from ._training import (
+    L2SP,
+    RECIPES,
     FeatureRows,
     SourceDataset,
     TrainingDataset,
     TransferModel,
     TransferNet,
+    body_family,
+    fit_linear_probe,
     frozen_names,
     fully_frozen_modules,
     identity_collate,
+    interpolate_weights,
     layerwise_groups,
+    weights_snapshot,
 )
 from .adaptation._base import resolve_domains, unlabelled_mask
 from .augment import make_augment
@@ -61,12 +67,14 @@ class _FineTune(BaseEstimator):
             list,
             tuple,
         ],
-        "freeze_epochs": [Interval(Integral, 0, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "linear_probe": ["boolean"],
+        "max_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "lr_mult": [Interval(Real, 1, None, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "l2sp": [Interval(Real, 0, None, closed="left")],
+        "batchnorm": [StrOptions({"auto", "eval", "train"})],
+        "wise": [None, Interval(Real, 0, 1, closed="both")],
         "augment": [None, "boolean", StrOptions({"flip", "crop"}), callable],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -85,13 +93,15 @@ class _FineTune(BaseEstimator):
         *,
         weights="DEFAULT",
         freeze="none",
-        freeze_epochs=3,
-        max_epochs=5,
-        lr=2e-3,
+        linear_probe=True,
+        max_epochs="auto",
+        lr="auto",
         lr_mult=10.0,
         batch_size=32,
         weight_decay=0.01,
         l2sp=0.0,
+        batchnorm="auto",
+        wise=None,
         image_size=None,
         augment=None,
         layer=None,
@@ -115,13 +125,15 @@ class _FineTune(BaseEstimator):
         self.backbone = backbone
         self.weights = weights
         self.freeze = freeze
-        self.freeze_epochs = freeze_epochs
+        self.linear_probe = linear_probe
         self.max_epochs = max_epochs
         self.lr = lr
         self.lr_mult = lr_mult
         self.batch_size = batch_size
         self.weight_decay = weight_decay
         self.l2sp = l2sp
+        self.batchnorm = batchnorm
+        self.wise = wise
         self.image_size = image_size
         self.augment = augment
         self.layer = layer
@@ -152,14 +164,25 @@ class _FineTune(BaseEstimator):
         """
         self._validate_params()
         with _Seed(seed_of(self.random_state)):
-            data = self._prepare(X, y, sample_weight, sample_domain, reset=not self._continuing())
-            if not self._continuing():
+            continuing = self._continuing()
+            data = self._prepare(X, y, sample_weight, sample_domain, reset=not continuing)
+            if not continuing:
                 self._build(X, data)
+            self._resolve_budget(data)
+            if not continuing:
+                self.probe_loss_ = None
+                self.head_history_ = []
+                if self.linear_probe:
+                    self._fit_probe(data)
                 if self.freeze == "backbone":
-                    self._train_head(data, self.freeze_epochs + self.max_epochs)
+                    if not self.linear_probe:
+                        self._train_head(data, self.max_epochs_)
                     return self
-                self._train_head(data, self.freeze_epochs)
-            self._train_all(data, self.max_epochs)
+                start = weights_snapshot(self.module_) if self.wise is not None else None
+            self._train_all(data, self.max_epochs_)
+            if not continuing and self.wise is not None:
+                interpolate_weights(self.module_, start, self.wise)
+                self.backbone_.compute_fingerprint()
         return self
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -172,6 +195,7 @@ class _FineTune(BaseEstimator):
             data = self._prepare(X, y, sample_weight, None, reset=first, classes=classes)
             if first:
                 self._build(X, data)
+                self._resolve_budget(data)
             self._train_all(data, 1, schedule=False)
         return self
 
@@ -240,10 +264,28 @@ class _FineTune(BaseEstimator):
         self.backbone_ = bb
         head = nn.Linear(bb.dim, self._n_outputs())
         self.module_ = TransferModel(bb.module, head)
-        device = resolve_device(self.device)
-        self.device_ = device
-        self.net_ = self._make_net(self.module_, max_epochs=self.max_epochs)
+        self.device_ = resolve_device(self.device)
+        self.family_ = body_family(bb.module, self.modality_)
+        self.lr_ = RECIPES[self.family_]["lr"] if self.lr == "auto" else float(self.lr)
+        self.batchnorm_ = self.batchnorm
+        if self.batchnorm == "auto":
+            # Running statistics are worth keeping only when they were learnt (Keras's advice
+            # for transfer); fresh weights have none yet, so their BatchNorm must train.
+            self.batchnorm_ = "train" if self.weights is None else "eval"
+        self.net_ = self._make_net(self.module_, max_epochs=1)
         self.net_.initialize()
+
+    def _resolve_budget(self, data):
+        """``max_epochs_``: the number given, or for "auto" enough epochs to reach the
+        family's number of optimiser steps on this many training rows (within bounds)."""
+        if self.max_epochs != "auto":
+            self.max_epochs_ = int(self.max_epochs)
+            return
+        n_train = len(self._split(data)[0])
+        recipe = RECIPES[self.family_]
+        steps_per_epoch = max(1, -(-n_train // self.batch_size))
+        epochs = -(-recipe["steps"] // steps_per_epoch)
+        self.max_epochs_ = int(np.clip(epochs, recipe["min_epochs"], recipe["max_epochs"]))
 
     def _make_net(
         self,
@@ -252,7 +294,6 @@ class _FineTune(BaseEstimator):
         max_epochs,
         groups=None,
         frozen_modules=(),
-        l2sp_params=(),
         callbacks=(),
         train_split=None,
     ):
@@ -266,7 +307,7 @@ class _FineTune(BaseEstimator):
             module,
             criterion=nn.Identity,  # unused: TransferNet.get_loss computes the loss
             optimizer=torch.optim.AdamW,
-            lr=self.lr,
+            lr=self.lr_,
             optimizer__weight_decay=self.weight_decay,
             max_epochs=max_epochs,
             batch_size=self.batch_size,
@@ -284,8 +325,7 @@ class _FineTune(BaseEstimator):
             task=self._task,
             param_groups=groups,
             frozen_modules=frozen_modules,
-            l2sp=self.l2sp,
-            l2sp_params=l2sp_params,
+            batchnorm_eval=self.batchnorm_ == "eval",
             class_weight=None if cw is None else torch.as_tensor(cw, dtype=torch.float32),
             amp_dtype=amp,
             channels_last=device.type == "cuda" and self.backbone_.is_conv,
@@ -294,11 +334,15 @@ class _FineTune(BaseEstimator):
             domain_features=self.backbone_.dim,
         )
 
-    def _split(self, n_rows, data):
-        """(train rows, validation rows or None): only when early_stopping asks for it."""
-        rows = np.flatnonzero(data["labelled"])
+    def _split(self, data):
+        """(train rows, validation rows or None): only when early_stopping asks for it.
+        Made once per fit (seeded), so the probe and the unfrozen phase see the same rows."""
+        n_rows = len(data["labelled"])
         if not self.early_stopping:
             return np.arange(n_rows), None
+        if "split" in data:
+            return data["split"]
+        rows = np.flatnonzero(data["labelled"])
         strat = data["targets"]["y"][rows] if self._task == "classification" else None
         try:
             tr, va = train_test_split(
@@ -312,9 +356,10 @@ class _FineTune(BaseEstimator):
                 rows, test_size=self.validation_fraction, random_state=seed_of(self.random_state)
             )
         unlabelled = np.flatnonzero(~data["labelled"])
-        return np.sort(np.concatenate([tr, unlabelled])), np.sort(va)
+        data["split"] = np.sort(np.concatenate([tr, unlabelled])), np.sort(va)
+        return data["split"]
 
-    def _callbacks(self, n_train, epochs, max_lr, schedule, validating):
+    def _callbacks(self, n_train, epochs, max_lr, schedule, validating, l2sp_params=()):
         cbs = []
         if schedule and epochs > 0:
             # +1: skorch may step once more than the batch count (e.g. a last partial batch)
@@ -332,6 +377,8 @@ class _FineTune(BaseEstimator):
                     ),
                 )
             )
+        if l2sp_params:
+            cbs.append(("l2sp", L2SP(self.l2sp, l2sp_params)))
         if validating:
             cbs.append(
                 (
@@ -346,41 +393,67 @@ class _FineTune(BaseEstimator):
         cbs += [(f"user_{i}", copy.deepcopy(cb)) for i, cb in enumerate(self.callbacks or [])]
         return cbs
 
-    def _train_head(self, data, epochs):
-        """The frozen-body phase: body features computed once (through the cache), head trained."""
-        if epochs == 0:
-            return
-        bb = self.backbone_
+    def _head_features(self, data):
+        """Body features of the labelled training rows, computed once (through the cache)."""
+        tr, _ = self._split(data)
+        rows = tr[data["labelled"][tr]]
         source = as_source(self, data["modality"], data["X"], reset=False)
-        labelled = np.flatnonzero(data["labelled"])
         Z = extract(
-            bb,
-            _Subset(source, labelled),
+            self.backbone_,
+            _Subset(source, rows),
             batch_size=self.batch_size,
             device=self.device_,
             precision=self.precision,
             num_workers=self.num_workers,
             cache=self.cache,
         )
-        sub = {
-            "labelled": np.ones(len(labelled), bool),
-            "targets": {k: v[labelled] for k, v in data["targets"].items() if k != "d"},
-        }
-        tr, va = self._split(len(labelled), sub)
+        return Z, {k: v[rows] for k, v in data["targets"].items() if k != "d"}
 
-        def ds(rows):
-            return TrainingDataset(
-                FeatureRows(Z[rows]), {k: v[rows] for k, v in sub["targets"].items()}
-            )
-
-        cbs = self._callbacks(len(tr), epochs, self.lr, True, va is not None)
-        net = self._make_net(
-            self.module_.head,
-            max_epochs=epochs,
-            callbacks=cbs,
-            train_split=predefined_split(ds(va)) if va is not None else None,
+    def _fit_probe(self, data):
+        """LP of LP-FT (Kumar et al. 2022): the head solved to convergence on the frozen
+        body's features before any body weight moves, so fine-tuning starts from the
+        linear probe instead of distorting the features to fit a random head."""
+        Z, targets = self._head_features(data)
+        weight, bias, loss = fit_linear_probe(
+            Z,
+            targets["y"],
+            targets["w"],
+            task=self._task,
+            n_outputs=self._n_outputs(),
+            class_weight=getattr(self, "class_weight_", None),
         )
-        self._fit_net(net, ds(tr))
+        head = self.module_.head
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(weight))
+            head.bias.copy_(torch.from_numpy(bias))
+        self.probe_loss_ = loss
+        self._say(f"head on cached features: linear probe on {len(Z)} rows, loss {loss:.4f}")
+
+    def _train_head(self, data, epochs):
+        """The frozen body without a probe: the head trained by SGD on features computed once."""
+        if epochs == 0:
+            return
+        Z, targets = self._head_features(data)
+        _, va = self._split(data)
+        ds = TrainingDataset(FeatureRows(Z), targets)
+        valid = None
+        if va is not None:
+            source = as_source(self, data["modality"], data["X"], reset=False)
+            Zv = extract(
+                self.backbone_,
+                _Subset(source, va),
+                batch_size=self.batch_size,
+                device=self.device_,
+                precision=self.precision,
+                num_workers=self.num_workers,
+                cache=self.cache,
+            )
+            tv = {k: v[va] for k, v in data["targets"].items() if k != "d"}
+            valid = predefined_split(TrainingDataset(FeatureRows(Zv), tv))
+        self._say(f"head on cached features: {epochs} epochs on {len(Z)} rows")
+        cbs = self._callbacks(len(Z), epochs, self.lr_, True, va is not None)
+        net = self._make_net(self.module_.head, max_epochs=epochs, callbacks=cbs, train_split=valid)
+        self._fit_net(net, ds)
         self.head_history_ = net.history
 
     def _train_all(self, data, epochs, schedule=True):
@@ -393,19 +466,17 @@ class _FineTune(BaseEstimator):
         frozen = {f"body.{n}" for n in frozen_names(body_names, blocks, self.freeze)}
         for n, p in model.named_parameters():
             p.requires_grad_(n not in frozen)
-        lr = self.lr / 2  # fastai halves the base rate once the body is unfrozen
         groups = layerwise_groups(
             model,
             blocks,
             frozen,
-            lr=lr,
+            lr=self.lr_,
             lr_mult=self.lr_mult,
             weight_decay=self.weight_decay,
             body_decay=0.0 if self.l2sp > 0 else self.weight_decay,
         )
-        max_lr = [g["lr"] for g in groups] + ([lr] if self.adaptation == "dann" else [])
-        n = _n_rows(data["X"])
-        tr, va = self._split(n, data)
+        max_lr = [g["lr"] for g in groups] + ([self.lr_] if self.adaptation == "dann" else [])
+        tr, va = self._split(data)
         source = as_source(self, data["modality"], data["X"], reset=False)
         augment = make_augment(self.augment) if data["modality"] == "image" else None
 
@@ -413,21 +484,31 @@ class _FineTune(BaseEstimator):
             targets = {k: v[rows] for k, v in data["targets"].items()}
             return cls(_Subset(source, rows), targets, bb.preprocess, augment, bb.collate)
 
-        cbs = self._callbacks(len(tr), epochs, max_lr, schedule, va is not None)
         l2sp_params = [
             n for n in dict(model.named_parameters()) if n.startswith("body.") and n not in frozen
         ]
+        cbs = self._callbacks(
+            len(tr),
+            epochs,
+            max_lr,
+            schedule,
+            va is not None,
+            l2sp_params=l2sp_params if self.l2sp > 0 else (),
+        )
         net = self._make_net(
             model,
             max_epochs=epochs,
             groups=groups,
             frozen_modules=fully_frozen_modules(model, frozen),
-            l2sp_params=l2sp_params if self.l2sp > 0 else (),
             callbacks=cbs,
             train_split=predefined_split(ds(va, SourceDataset)) if va is not None else None,
         )
         if not schedule and self.net_.history:
             net = self.net_  # partial_fit: keep one net, one history, one optimizer state
+        self._say(
+            f"all layers: {epochs} epochs on {len(tr)} rows, peak lr {self.lr_:g} (head) to "
+            f"{self.lr_ / self.lr_mult:g} (first block), BatchNorm {self.batchnorm_}"
+        )
         try:
             self._fit_net(net, ds(tr, TrainingDataset), partial=not schedule)
         finally:
@@ -436,6 +517,10 @@ class _FineTune(BaseEstimator):
         self.net_ = net
         # The body has trained: its features (and their cache key) are not the pretrained ones.
         bb.compute_fingerprint()
+
+    def _say(self, message):
+        if self.verbose:
+            print(f"[{type(self).__name__}] {message}", flush=True)
 
     def _fit_net(self, net, dataset, partial=False):
         """Fit a skorch net; on CUDA out-of-memory halve the batch and run the phase again."""
@@ -464,6 +549,13 @@ class _FineTune(BaseEstimator):
     def _forward(self, X):
         check_is_fitted(self, "net_")
         source = as_source(self, self.modality_, X, reset=False)
+        if self.modality_ == "tabular" and self.family_ == "mlp" and self.device_.type == "cpu":
+            # float32 products depend on how many rows a batch holds (the kernels block
+            # differently), so a row's prediction would depend on its neighbours; a small
+            # MLP is cheap in float64, where that noise falls below any tolerance.
+            module = copy.deepcopy(self.module_).double().eval()
+            with torch.inference_mode():
+                return module(torch.from_numpy(source.X).double()).numpy()
         if self.freeze == "backbone":
             # The body never trained: its features come from the cache, only the head runs.
             Z = extract(
@@ -486,7 +578,10 @@ class _FineTune(BaseEstimator):
     def history_(self):
         """Epoch records of both phases, each tagged with its ``phase``."""
         check_is_fitted(self, "net_")
-        rows = [dict(r, phase="head") for r in getattr(self, "head_history_", [])]
+        rows = []
+        if getattr(self, "probe_loss_", None) is not None:
+            rows.append({"epoch": 0, "train_loss": self.probe_loss_, "phase": "probe"})
+        rows += [dict(r, phase="head") for r in getattr(self, "head_history_", [])]
         if self.freeze != "backbone":
             rows += [dict(r, phase="all") for r in self.net_.history]
         return rows
@@ -622,13 +717,15 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         *,
         weights="DEFAULT",
         freeze="none",
-        freeze_epochs=3,
-        max_epochs=5,
-        lr=2e-3,
+        linear_probe=True,
+        max_epochs="auto",
+        lr="auto",
         lr_mult=10.0,
         batch_size=32,
         weight_decay=0.01,
         l2sp=0.0,
+        batchnorm="auto",
+        wise=None,
         image_size=None,
         augment=None,
         layer=None,
@@ -654,13 +751,15 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
             backbone,
             weights=weights,
             freeze=freeze,
-            freeze_epochs=freeze_epochs,
+            linear_probe=linear_probe,
             max_epochs=max_epochs,
             lr=lr,
             lr_mult=lr_mult,
             batch_size=batch_size,
             weight_decay=weight_decay,
             l2sp=l2sp,
+            batchnorm=batchnorm,
+            wise=wise,
             image_size=image_size,
             augment=augment,
             layer=layer,

@@ -32,10 +32,10 @@ def fit(adaptation, X, y, seed, **kw):
     return FineTuneClassifier(
         body(),
         adaptation=adaptation,
-        lr=1e-2,
+        lr=5e-3,
         lr_mult=1,
         max_epochs=30,
-        freeze_epochs=0,
+        linear_probe=False,
         random_state=seed,
         **kw,
     ).fit(X, y)
@@ -76,10 +76,10 @@ def test_sample_domain_marks_target_rows_like_y_minus_one():
     b = FineTuneClassifier(
         body(),
         adaptation="coral",
-        lr=1e-2,
+        lr=5e-3,
         lr_mult=1,
         max_epochs=30,
-        freeze_epochs=0,
+        linear_probe=False,
         random_state=0,
     ).fit(X, y, sample_domain=sd)
     np.testing.assert_allclose(a, b.predict_proba(Xt), rtol=1e-5)
