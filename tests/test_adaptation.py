@@ -2,6 +2,7 @@
 well-behaved scikit-learn objects."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from scipy.optimize import minimize
 from scipy.stats import spearmanr
 from sklearn import config_context
 from sklearn.base import clone, is_classifier, is_regressor
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.metrics import mean_squared_error
@@ -321,6 +322,35 @@ def test_kmm_projected_gradient_reaches_the_slsqp_optimum():
     assert ours.min() >= 0 and ours.max() <= B
     assert 40 * (1 - eps) - 1e-9 <= ours.sum() <= 40 * (1 + eps) + 1e-9
     assert objective(ours) <= objective(reference) + 1e-4 * abs(objective(reference))
+
+
+def test_kmm_solver_warns_when_it_stops_short_of_the_optimum():
+    rng = np.random.RandomState(0)
+    Xs, Xt = rng.normal(size=(100, 2)), rng.normal(size=(100, 2)) + 0.7
+    K, kappa = rbf_kernel(Xs, gamma=0.5), rbf_kernel(Xs, Xt, gamma=0.5).sum(axis=1)
+    with pytest.warns(ConvergenceWarning, match="KMM stopped after max_iter=20 steps"):
+        solve_kmm(K, kappa, B=1000.0, eps=0.1, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        solve_kmm(K, kappa, B=1000.0, eps=0.1)
+
+
+def test_kmm_default_kernel_width_is_one_over_the_number_of_features():
+    rng = np.random.RandomState(0)
+    Xs, Xt = rng.normal(size=(200, 3)), rng.normal(size=(150, 3)) * 0.7 + 0.5
+    np.testing.assert_array_equal(
+        kmm_ratios(Xs, Xt, random_state=0), kmm_ratios(Xs, Xt, gamma=1 / 3, random_state=0)
+    )
+
+
+@pytest.mark.parametrize("n_rows", [49, 93, 200])
+def test_capping_weights_when_nearly_every_ratio_is_zero(n_rows):
+    # KMM can zero all but a few source rows; a cap of 20 then cannot reach mean 1 and is
+    # lifted to 1 / (share of non-zero rows), where rounding used to break the root finder.
+    ratios = np.r_[2.0, np.zeros(n_rows - 1)]
+    weights = cap_and_normalise(ratios, 20.0)
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[0] == pytest.approx(n_rows) and not weights[1:].any()
 
 
 def test_weights_have_mean_one_and_respect_the_cap():

@@ -64,7 +64,8 @@ class ImportanceWeighting(WrappingAdapter):
         leaves the ratios uncapped.
     gamma : float, default=None
         RBF kernel coefficient for ``method="kmm"``, on features
-        standardised over all rows; None: 1 / median squared distance.
+        standardised over all rows; None: 1 / n_features, as in skada and
+        ADAPT.
     B : float, default=1000.0
         Upper bound on each KMM weight (before normalisation).
     eps : float, default=None
