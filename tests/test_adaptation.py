@@ -280,10 +280,32 @@ def test_discriminator_weights_follow_the_true_density_ratio():
     rng = np.random.RandomState(0)
     shift = np.array([0.8, -0.4])
     X = np.vstack([rng.normal(size=(400, 2)), rng.normal(size=(400, 2)) + shift])
-    ratios = discriminator_ratios(X, np.arange(400), np.arange(400, 800), random_state=0)
+    ratios, _ = discriminator_ratios(X, np.arange(400), np.arange(400, 800), random_state=0)
     true = np.exp(X[:400] @ shift - shift @ shift / 2)  # N(shift, I) / N(0, I)
     assert np.corrcoef(np.log(ratios), np.log(true))[0, 1] > 0.97
     assert np.median(np.abs(ratios / true - 1)) < 0.2
+
+
+def test_default_discriminator_follows_a_bump_shaped_shift():
+    # The target sits where the source is densest: log p_t / p_s is quadratic in x,
+    # which no linear logit can represent.
+    rng = np.random.RandomState(0)
+    Xs, Xt = rng.normal(size=(400, 2)), rng.normal(size=(400, 2)) * 0.5
+    X = np.vstack([Xs, Xt])
+    y = np.r_[(Xs[:, 0] ** 2 + Xs[:, 1] > 0.5).astype(int), -np.ones(400, int)]
+    sample_domain = np.r_[np.zeros(400, int), -np.ones(400, int)]
+    model = ImportanceWeighting(LogisticRegression(), random_state=0)
+    model.fit(X, y, sample_domain=sample_domain)
+    true = np.exp(-0.5 * np.sum((Xs / 0.5) ** 2, 1)) / np.exp(-0.5 * np.sum(Xs**2, 1))
+    assert spearmanr(model.weights_, true).statistic > 0.95
+    assert model.discriminator_ is not None
+
+
+def test_default_discriminator_stays_linear_for_a_shifted_mean():
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(400, 2)), rng.normal(size=(400, 2)) + [0.8, -0.4]])
+    _, chosen = discriminator_ratios(X, np.arange(400), np.arange(400, 800), random_state=0)
+    assert isinstance(chosen, LogisticRegression)
 
 
 def test_kmm_weights_rank_source_rows_like_the_true_density_ratio():

@@ -15,25 +15,49 @@ from scipy.optimize import brentq
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.utils import _safe_indexing, check_array, check_random_state
+from sklearn.utils.validation import _num_features
 
 # A probability this close to 0 or 1 would turn into an infinite ratio.
 _PROBA_CLIP = 1e-6
 
 
+# Above this many features the quadratic candidate (n² / 2 columns) is not tried.
+MAX_QUADRATIC_FEATURES = 30
+
+
+def default_discriminators(n_features: int) -> dict:
+    """The candidate domain classifiers tried when none is given.
+
+    A linear logit gives w = exp(linear): a shift of the mean. A quadratic one
+    also represents a bump-shaped shift (the target where the source is
+    densest, or around it): exact for Gaussian domains of any covariances.
+    """
+    candidates = {"linear": LogisticRegression()}
+    if n_features <= MAX_QUADRATIC_FEATURES:
+        candidates["quadratic"] = make_pipeline(
+            StandardScaler(), PolynomialFeatures(2), LogisticRegression()
+        )
+    return candidates
+
+
 def discriminator_ratios(
     X, source_idx, target_idx, *, discriminator=None, cv=5, random_state=None
-) -> np.ndarray:
+) -> tuple[np.ndarray, object]:
     """Density ratios of the source rows from a cross-fitted domain classifier.
 
     Bayes' rule gives p_t(x) / p_s(x) = P(t | x) / P(s | x) * n_s / n_t. Each
     source row's P(t | x) comes from the fold model that did not see it:
     in-sample probabilities of a flexible classifier are pushed towards 0
     on the source rows it memorised, which would zero out exactly the rows
-    that look like the target.
+    that look like the target. Without ``discriminator``, the candidate of
+    ``default_discriminators`` with the lowest out-of-fold log-loss is used.
+    Returns the ratios and the (unfitted) discriminator that gave them.
     """
     n_source, n_target = len(source_idx), len(target_idx)
     n_splits = min(cv, n_source, n_target)
@@ -45,11 +69,22 @@ def discriminator_ratios(
         )
     pooled = _safe_indexing(X, np.concatenate([source_idx, target_idx]))
     is_target = np.r_[np.zeros(n_source, dtype=int), np.ones(n_target, dtype=int)]
-    model = LogisticRegression() if discriminator is None else clone(discriminator)
-    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-    proba = cross_val_predict(model, pooled, is_target, cv=splitter, method="predict_proba")
+    if discriminator is None:
+        candidates = list(default_discriminators(_num_features(pooled)).values())
+    else:
+        candidates = [clone(discriminator)]
+    # One seed for every candidate: they are compared on the same folds.
+    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+    best = None
+    for model in candidates:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        proba = cross_val_predict(model, pooled, is_target, cv=splitter, method="predict_proba")
+        loss = log_loss(is_target, proba[:, 1]) if len(candidates) > 1 else 0.0
+        if best is None or loss < best[0]:
+            best = (loss, proba, model)
+    _, proba, model = best
     p_target = np.clip(proba[:n_source, 1], _PROBA_CLIP, 1 - _PROBA_CLIP)
-    return p_target / (1 - p_target) * (n_source / n_target)
+    return p_target / (1 - p_target) * (n_source / n_target), model
 
 
 def kmm_ratios(
