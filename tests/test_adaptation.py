@@ -403,6 +403,15 @@ def test_coral_gives_the_source_the_target_mean_and_covariance():
     np.testing.assert_allclose(np.cov(aligned.T), np.cov(target.T), rtol=1e-8)
 
 
+@pytest.mark.parametrize("reg", ["auto", 1.0])
+def test_coral_alignment_does_not_depend_on_the_units_of_a_feature(reg):
+    X, y, sample_domain, _ = make_shifted_classification(shift="affine", random_state=0)
+    units = np.array([1000.0, 1.0])  # the first feature in millimetres, not metres
+    aligned = CORAL(LogisticRegression(), reg=reg).fit_transform(X, y, sample_domain)
+    in_mm = CORAL(LogisticRegression(), reg=reg).fit_transform(X * units, y, sample_domain)
+    np.testing.assert_allclose(in_mm / units, aligned, rtol=1e-9, atol=1e-9)
+
+
 def test_coral_transform_aligns_only_rows_marked_source():
     X, y, sample_domain, _ = unsupervised(0, "affine")
     model = CORAL(LogisticRegression()).fit(X, y, sample_domain=sample_domain)
