@@ -44,8 +44,9 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
     round at 1/2 or more gets no vote. Under a strong conditional shift the
     pooled first rounds follow the source and miss the target that badly, and
     error / (1 - error) >= 1 would never raise the target weights: until a
-    round does better than chance on the target, each round doubles every
-    target weight instead, until the target rows weigh enough to be fitted.
+    round does better than chance on the target, each round doubles the
+    weight of the target rows it gets wrong instead, until they weigh enough
+    to be fitted.
     """
 
     __metadata_request__fit = {"sample_domain": True}
@@ -100,8 +101,9 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
                 # rows outweigh the few target rows (the pooled model follows the source),
                 # and error / (1 - error) >= 1 would leave the target weights where they
                 # are, so every later round would repeat this one. Shift weight towards
-                # the target instead, as Pardoe & Stone's first stage does; no vote.
-                target_update = np.full(loss.shape, 2.0)
+                # the target rows it gets wrong instead, as Pardoe & Stone's first stage
+                # shifts it towards the target; no vote.
+                target_update = 2.0**loss
                 vote = 0.0
             weights = weights * np.where(is_source, source_factor**loss, target_update)
             # Keep the weights in floating-point range over many rounds.
