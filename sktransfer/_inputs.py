@@ -113,14 +113,19 @@ class ImagePreprocess:
             channels=self.channels,
         )
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Float batch (B, C, H, W) in [0, 1], all one size -> model input."""
+    def __call__(self, batch: torch.Tensor, *, resized: bool = False) -> torch.Tensor:
+        """Float batch (B, C, H, W) in [0, 1], all one size -> model input.
+
+        ``resized=True``: the images went through ``resize_crop`` already (one by one,
+        being of different sizes); resizing them again would zoom them in once more.
+        """
         grey_to_rgb = self.channels == 3 and batch.shape[1] == 1
         if not grey_to_rgb and self.channels is not None and batch.shape[1] != self.channels:
             raise ValueError(
                 f"images have {batch.shape[1]} channels; this backbone expects {self.channels}."
             )
-        batch = self.resize_crop(batch)
+        if not resized:
+            batch = self.resize_crop(batch)
         if grey_to_rgb:  # after resizing: one channel to resize, not three
             batch = batch.expand(-1, 3, -1, -1)
         if self.mean is not None:
@@ -264,7 +269,7 @@ class ArrayImages:
 
 class _SeparateImages:
     """Images of possibly different sizes, decoded one by one. A batch of one size is
-    stacked and resized at once; mixed sizes are resized one by one first."""
+    stacked and resized at once; mixed sizes are resized one by one instead."""
 
     items: list
     name: str = "X"
@@ -283,7 +288,10 @@ class _SeparateImages:
             if preprocess.channels == 3 and t.shape[1] == 1:
                 t = t.expand(-1, 3, -1, -1)
             out.append(t)
-        if len({t.shape for t in out}) > 1:
+        # An image's model input must not depend on its batch neighbours: one size is
+        # resized as a batch, mixed sizes one by one, and either way exactly once.
+        mixed = len({t.shape for t in out}) > 1
+        if mixed:
             out = [preprocess.resize_crop(t) for t in out]
         for what, of in (
             ("channels", lambda t: t.shape[1]),
@@ -301,7 +309,7 @@ class _SeparateImages:
                     f"{self.name}: images of different {what} in one batch: row {rows[0]} has "
                     f"{first}, row {odd} has {of(out[rows.index(odd)])}; {fix}"
                 )
-        return preprocess(torch.cat(out))
+        return preprocess(torch.cat(out), resized=mixed)
 
 
 def _to_rgb_or_grey(img):

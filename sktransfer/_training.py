@@ -280,10 +280,16 @@ class TransferNet(NeuralNet):
 
 
 def coral_loss(zs: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
-    """Deep CORAL (Sun & Saenko 2016): ||C_s − C_t||²_F / (4 d²)."""
-    d = zs.shape[1]
+    """Deep CORAL (Sun & Saenko 2016), relative: ||C_s − C_t||²_F / (||C_s||²_F + ||C_t||²_F).
+
+    The paper's 1 / (4 d²) makes the term tiny next to the cross-entropy (weight 1 did
+    nothing measurable), and any scale factor lets the body shrink its features instead
+    of aligning them. The relative gap lies in [0, 2] whatever the units, so weight 1
+    weighs it like the cross-entropy, as DANN's domain loss is.
+    """
     cs, ct = torch.cov(zs.T), torch.cov(zt.T)
-    return ((cs - ct) ** 2).sum() / (4 * d * d)
+    total = (cs**2).sum() + (ct**2).sum()
+    return ((cs - ct) ** 2).sum() / total.clamp_min(torch.finfo(total.dtype).tiny)
 
 
 class GradReverse(torch.autograd.Function):

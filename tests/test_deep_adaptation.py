@@ -61,6 +61,23 @@ def test_coral_aligns_source_and_target_feature_covariances():
     assert gap(fit("coral", X, y, 0, adaptation_weight=10.0)) < 0.5 * gap(fit(None, X, y, 0))
 
 
+def test_coral_at_the_default_weight_beats_source_only_on_the_target():
+    gains = []
+    for seed in range(2):
+        X, y, Xt, yt = affine_shift(seed)
+        gains.append(fit("coral", X, y, seed).score(Xt, yt) - fit(None, X, y, seed).score(Xt, yt))
+    assert np.mean(gains) > 0.05, gains
+
+
+def test_coral_loss_is_a_relative_gap_between_covariances():
+    rng = torch.Generator().manual_seed(0)
+    zs, zt = torch.randn(500, 8, generator=rng), torch.randn(500, 8, generator=rng) * 3
+    assert coral_loss(zs, zs).item() == pytest.approx(0.0, abs=1e-12)
+    # The same gap in other units is the same loss: shrinking the features is no way out.
+    assert coral_loss(10 * zs, 10 * zt).item() == pytest.approx(coral_loss(zs, zt).item())
+    assert 0.5 < coral_loss(zs, zt).item() <= 2.0
+
+
 def test_unlabelled_target_rows_are_never_a_class():
     X, y, Xt, _ = affine_shift(1, n=60)
     clf = fit("dann", X, y, 0)

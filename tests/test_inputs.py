@@ -339,3 +339,24 @@ def test_16_bit_png_files_scale_by_65535(tmp_path):
     Image.fromarray(np.full((4, 4), 32768, dtype=np.uint16)).save(path)
     pixel = as_images([str(path)]).load([0], NO_PREPROCESS)[0, 0, 0, 0].item()
     assert pixel == pytest.approx(128 / 255)
+
+
+# --------------------------------------------------------------------------- mixed sizes
+
+RESIZE_CROP = ImagePreprocess(crop=(16, 16), resize=20, mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+@pytest.mark.parametrize(
+    "kind", [_pil_list, _path_list, _pathlib_list], ids=["pil", "paths", "pathlib"]
+)
+def test_an_image_gets_the_same_model_input_alone_and_in_any_batch(image_files, kind):
+    # rows 0 and 1: photos of 40x24 and 38x27 px; row 2: row 0 again (a same-size neighbour)
+    files = image_files["rgb"] + image_files["rgb"][:1]
+    X = [Image.open(f).convert("RGB") for f in files] if kind is _pil_list else kind(None, files)
+    images = as_images(X)
+    for row, batches in ((0, ([0, 2], [0, 1], [1, 0, 2])), (1, ([1, 0], [2, 1]))):
+        alone = images.load([row], RESIZE_CROP)[0]
+        assert alone.shape == (3, 16, 16)
+        for batch in batches:
+            inside = images.load(batch, RESIZE_CROP)[batch.index(row)]
+            torch.testing.assert_close(inside, alone, rtol=0, atol=1e-6)

@@ -34,11 +34,12 @@ class CORAL(WrappingAdapter):
     estimator : estimator object
         Fitted on the aligned source rows plus the labelled target rows.
     reg : float or "auto", default="auto"
-        Regularisation of both covariances. A float adds ``reg`` times the
-        identity, as in Sun et al. (who use 1.0 on standardised features;
-        it is scale-dependent). ``"auto"`` shrinks each covariance towards a
-        scaled identity with the Ledoit-Wolf coefficient, which is
-        scale-free and keeps the square roots well conditioned when a
+        Regularisation of both covariances, which are estimated on features
+        standardised over all rows (so the alignment, either way, does not
+        depend on the units of any feature). A float adds ``reg`` times the
+        identity, as in Sun et al. (who use 1.0, on standardised features).
+        ``"auto"`` shrinks each towards a scaled identity with the Ledoit-Wolf
+        coefficient, which keeps the square roots well conditioned when a
         domain has few rows.
     align_mean : bool, default=True
         Also move the source mean onto the target mean. Sun et al. align
@@ -53,7 +54,9 @@ class CORAL(WrappingAdapter):
         The fitted clone of ``estimator``.
     source_mean_, target_mean_ : ndarray of shape (n_features,)
     alignment_ : ndarray of shape (n_features, n_features)
-        C_s^{-1/2} C_t^{1/2}, applied to centred source rows.
+        D⁻¹ C_s^{-1/2} C_t^{1/2} D, applied to centred source rows, with C_s
+        and C_t the covariances of the features divided by their standard
+        deviations over all rows (the diagonal of D).
     classes_ : ndarray of shape (n_classes,)
         Class labels (classifiers only).
     n_features_in_ : int
@@ -135,9 +138,14 @@ class CORAL(WrappingAdapter):
                 raise ValueError(f"CORAL needs at least 2 {name} rows; got {rows.shape[0]}.")
         self.source_mean_ = X_source.mean(axis=0)
         self.target_mean_ = X_target.mean(axis=0)
-        source_cov = self._covariance(X_source)
-        target_cov = self._covariance(X_target)
-        self.alignment_ = _sym_power(source_cov, -0.5) @ _sym_power(target_cov, 0.5)
+        # Both covariances (and their regularisation) on features standardised over all
+        # rows, so that the alignment does not depend on the units of any feature.
+        scale = X[domains.source | domains.target].std(axis=0)
+        scale[scale == 0] = 1.0
+        source_cov = self._covariance(X_source / scale)
+        target_cov = self._covariance(X_target / scale)
+        standardised = _sym_power(source_cov, -0.5) @ _sym_power(target_cov, 0.5)
+        self.alignment_ = standardised / scale[:, None] * scale[None, :]
 
         X_aligned = X.copy()
         X_aligned[domains.source] = self._align(X_source)

@@ -8,29 +8,56 @@ turns them into sample weights.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.optimize import brentq
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
+from sklearn.metrics import log_loss
+from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.utils import _safe_indexing, check_array, check_random_state
+from sklearn.utils.validation import _num_features
 
 # A probability this close to 0 or 1 would turn into an infinite ratio.
 _PROBA_CLIP = 1e-6
 
 
+# Above this many features the quadratic candidate (n² / 2 columns) is not tried.
+MAX_QUADRATIC_FEATURES = 30
+
+
+def default_discriminators(n_features: int) -> dict:
+    """The candidate domain classifiers tried when none is given.
+
+    A linear logit gives w = exp(linear): a shift of the mean. A quadratic one
+    also represents a bump-shaped shift (the target where the source is
+    densest, or around it): exact for Gaussian domains of any covariances.
+    """
+    candidates = {"linear": LogisticRegression()}
+    if n_features <= MAX_QUADRATIC_FEATURES:
+        candidates["quadratic"] = make_pipeline(
+            StandardScaler(), PolynomialFeatures(2), LogisticRegression()
+        )
+    return candidates
+
+
 def discriminator_ratios(
     X, source_idx, target_idx, *, discriminator=None, cv=5, random_state=None
-) -> np.ndarray:
+) -> tuple[np.ndarray, object]:
     """Density ratios of the source rows from a cross-fitted domain classifier.
 
     Bayes' rule gives p_t(x) / p_s(x) = P(t | x) / P(s | x) * n_s / n_t. Each
     source row's P(t | x) comes from the fold model that did not see it:
     in-sample probabilities of a flexible classifier are pushed towards 0
     on the source rows it memorised, which would zero out exactly the rows
-    that look like the target.
+    that look like the target. Without ``discriminator``, the candidate of
+    ``default_discriminators`` with the lowest out-of-fold log-loss is used.
+    Returns the ratios and the (unfitted) discriminator that gave them.
     """
     n_source, n_target = len(source_idx), len(target_idx)
     n_splits = min(cv, n_source, n_target)
@@ -42,23 +69,22 @@ def discriminator_ratios(
         )
     pooled = _safe_indexing(X, np.concatenate([source_idx, target_idx]))
     is_target = np.r_[np.zeros(n_source, dtype=int), np.ones(n_target, dtype=int)]
-    model = LogisticRegression() if discriminator is None else clone(discriminator)
-    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-    proba = cross_val_predict(model, pooled, is_target, cv=splitter, method="predict_proba")
+    if discriminator is None:
+        candidates = list(default_discriminators(_num_features(pooled)).values())
+    else:
+        candidates = [clone(discriminator)]
+    # One seed for every candidate: they are compared on the same folds.
+    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+    best = None
+    for model in candidates:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        proba = cross_val_predict(model, pooled, is_target, cv=splitter, method="predict_proba")
+        loss = log_loss(is_target, proba[:, 1]) if len(candidates) > 1 else 0.0
+        if best is None or loss < best[0]:
+            best = (loss, proba, model)
+    _, proba, model = best
     p_target = np.clip(proba[:n_source, 1], _PROBA_CLIP, 1 - _PROBA_CLIP)
-    return p_target / (1 - p_target) * (n_source / n_target)
-
-
-def median_gamma(X, *, max_rows=1000, random_state=None) -> float:
-    """RBF ``gamma`` = 1 / median squared distance between rows (median heuristic)."""
-    rng = check_random_state(random_state)
-    if X.shape[0] > max_rows:
-        X = X[rng.choice(X.shape[0], max_rows, replace=False)]
-    sq = euclidean_distances(X, squared=True)[np.triu_indices(X.shape[0], k=1)]
-    sq = sq[sq > 0]
-    if sq.size == 0:
-        return 1.0
-    return 1.0 / float(np.median(sq))
+    return p_target / (1 - p_target) * (n_source / n_target), model
 
 
 def kmm_ratios(
@@ -74,7 +100,10 @@ def kmm_ratios(
     """Density ratios of the source rows by kernel mean matching.
 
     Features are standardised on the pooled rows first, since an RBF kernel
-    on raw features lets the widest feature decide every distance. The QP
+    on raw features lets the widest feature decide every distance; the
+    default width, ``gamma = 1 / n_features`` on standardised features, is
+    the peers' (skada, ADAPT), and matched the target better on real data
+    than the median heuristic, which is narrower. The QP
     has one variable per source row and an O(n²) kernel, so source rows are
     split into random chunks of at most ``max_samples`` rows, each matched
     against the same (sub-sampled) target rows; each chunk's weights then
@@ -86,7 +115,7 @@ def kmm_ratios(
     scaler = StandardScaler().fit(np.vstack([X_source, X_target]))
     Xs, Xt = scaler.transform(X_source), scaler.transform(X_target)
     if gamma is None:
-        gamma = median_gamma(np.vstack([Xs, Xt]), random_state=rng)
+        gamma = 1.0 / Xs.shape[1]
     if Xt.shape[0] > max_samples:
         Xt = Xt[rng.choice(Xt.shape[0], max_samples, replace=False)]
 
@@ -102,13 +131,16 @@ def kmm_ratios(
     return ratios
 
 
-def solve_kmm(K, kappa, *, B, eps, max_iter=2000, tol=1e-7) -> np.ndarray:
-    """Solve min ½ βᵀKβ − κᵀβ  s.t. 0 ≤ β ≤ B, |Σβ − m| ≤ m·eps.
+def solve_kmm(K, kappa, *, B, eps, max_iter=20_000, tol=1e-8) -> np.ndarray:
+    """Solve min f(β) = ½ βᵀKβ − κᵀβ  s.t. 0 ≤ β ≤ B, |Σβ − m| ≤ m·eps.
 
     Accelerated projected gradient (FISTA with adaptive restart): each step
     costs one matrix-vector product, where a general QP solver (SLSQP) is
     cubic in the number of source rows. The step size comes from the
     Gershgorin bound on the largest eigenvalue of the non-negative kernel.
+    It stops when 100 steps lower f by less than ``tol``·|f| (measured: within
+    1e-7 to 4e-6 of cvxopt's optimum, relative, on 2-D sets of 300-800 rows); at
+    ``max_iter`` steps short of that it raises a ``ConvergenceWarning``.
     """
     m = kappa.shape[0]
     lower, upper = max(m * (1 - eps), 0.0), m * (1 + eps)
@@ -117,7 +149,17 @@ def solve_kmm(K, kappa, *, B, eps, max_iter=2000, tol=1e-7) -> np.ndarray:
     step = 1.0 / max(K.sum(axis=1).max(), np.finfo(float).tiny)
     beta = _project_box_sum(np.ones(m), B, lower, upper)
     z, t = beta.copy(), 1.0
-    for _ in range(max_iter):
+    # Momentum makes f non-monotone from step to step: compare the best f so far.
+    best_f, best_beta, window_f = np.inf, beta, np.inf
+    for i in range(max_iter):
+        if i % 10 == 0:
+            objective = 0.5 * beta @ (K @ beta) - kappa @ beta
+            if objective < best_f:
+                best_f, best_beta = objective, beta
+        if i % 100 == 0:
+            decrease, window_f = window_f - best_f, best_f
+            if decrease <= tol * max(abs(best_f), np.finfo(float).tiny):
+                return best_beta
         beta_next = _project_box_sum(z - step * (K @ z - kappa), B, lower, upper)
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
         change = beta_next - beta
@@ -126,9 +168,15 @@ def solve_kmm(K, kappa, *, B, eps, max_iter=2000, tol=1e-7) -> np.ndarray:
             t_next = 1.0
         z = beta_next + (t - 1) / t_next * change
         beta, t = beta_next, t_next
-        if np.linalg.norm(change) <= tol * max(1.0, np.linalg.norm(beta)):
-            break
-    return beta
+    warnings.warn(
+        f"KMM stopped after max_iter={max_iter} steps while its objective still fell by "
+        f"{decrease / max(abs(best_f), np.finfo(float).tiny):.1e} (relative) every 100 "
+        f"steps, more than tol={tol}; the weights may be short of the optimum. A larger "
+        "gamma (a narrower kernel) makes the problem easier.",
+        ConvergenceWarning,
+        stacklevel=2,
+    )
+    return best_beta
 
 
 def _project_box_sum(v, B, lower, upper) -> np.ndarray:
@@ -147,7 +195,10 @@ def _project_box_sum(v, B, lower, upper) -> np.ndarray:
     def excess(tau):
         return np.clip(v - tau, 0.0, B).sum() - bound
 
-    tau = brentq(excess, v.min() - B, v.max(), xtol=1e-12)
+    # Every entry is at B below the bracket and at 0 above it, so the sum runs from
+    # m·B to 0 across it; the margins keep that true after rounding when |v| >> B.
+    margin = 1.0 + np.abs(v).max() * 1e-12
+    tau = brentq(excess, v.min() - B - margin, v.max() + margin, xtol=1e-12)
     return np.clip(v - tau, 0.0, B)
 
 
@@ -174,9 +225,16 @@ def cap_and_normalise(ratios, max_weight) -> np.ndarray:
     # many rows); it is lifted to exactly that, which weighs the non-zero
     # rows equally.
     max_weight = max(max_weight, 1.0 / np.mean(weights > 0))
+    if weights.max() <= max_weight:  # one non-zero value: lifting the cap was enough
+        return weights
     # At scale 1 the mean is below 1 (some rows were capped); at the scale
     # that lifts the smallest non-zero weight to the cap it is at least 1.
     top = max_weight / weights[weights > 0].min()
+    if mean_excess(top) <= 0:
+        # Every non-zero row sits at the cap, and the cap was lifted to exactly
+        # 1 / share: the mean is 1 up to rounding, which can put it just below.
+        capped = np.where(weights > 0, max_weight, 0.0)
+        return capped / capped.mean()
     scale = brentq(mean_excess, 1.0, top, xtol=1e-12)
     return np.minimum(scale * weights, max_weight)
 

@@ -53,9 +53,11 @@ class ImportanceWeighting(WrappingAdapter):
         program that matches the weighted source mean to the target mean in
         an RBF feature space; numeric X only.
     discriminator : classifier with predict_proba, default=None
-        Domain classifier for ``method="discriminator"``; None means
-        ``LogisticRegression()``, whose ratio exp(linear) is exact for
-        Gaussian domains with a shared covariance.
+        Domain classifier for ``method="discriminator"``. None: of
+        ``LogisticRegression()`` (ratio exp(linear): a shifted mean) and, up
+        to 30 features, the same on standardised degree-2 features (ratio
+        exp(quadratic): also a bump-shaped shift; exact for Gaussian domains),
+        the one with the lower cross-validated log-loss.
     cv : int, default=5
         Folds of the cross-fitting of ``discriminator``.
     max_weight : float or None, default=20.0
@@ -64,7 +66,8 @@ class ImportanceWeighting(WrappingAdapter):
         leaves the ratios uncapped.
     gamma : float, default=None
         RBF kernel coefficient for ``method="kmm"``, on features
-        standardised over all rows; None: 1 / median squared distance.
+        standardised over all rows; None: 1 / n_features, as in skada and
+        ADAPT.
     B : float, default=1000.0
         Upper bound on each KMM weight (before normalisation).
     eps : float, default=None
@@ -82,6 +85,9 @@ class ImportanceWeighting(WrappingAdapter):
         The fitted clone of ``estimator``.
     weights_ : ndarray of shape (n_source_rows,)
         Weights of the source rows, in the order they appear in X; mean 1.
+    discriminator_ : classifier or None
+        The (unfitted) domain classifier whose cross-fitted probabilities
+        gave the weights; None for ``method="kmm"``.
     effective_sample_size_ : float
         (Σw)² / Σw²: how many equally weighted source rows the weights are
         worth. Far below the number of source rows means the domains barely
@@ -186,8 +192,9 @@ class ImportanceWeighting(WrappingAdapter):
 
         source_idx = np.flatnonzero(domains.source)
         target_idx = np.flatnonzero(domains.target)
+        self.discriminator_ = None
         if self.method == "discriminator":
-            ratios = discriminator_ratios(
+            ratios, self.discriminator_ = discriminator_ratios(
                 X,
                 source_idx,
                 target_idx,

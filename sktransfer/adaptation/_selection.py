@@ -240,7 +240,9 @@ class ImportanceWeightedScorer(_DomainScorer):
         accepting ``sample_weight``; None: the estimator's ``score``
         (accuracy for classifiers, R² for regressors).
     discriminator : classifier with predict_proba, default=None
-        Domain classifier; None: ``LogisticRegression()``.
+        Domain classifier; None: linear or quadratic logistic regression,
+        whichever has the lower cross-validated log-loss (as in
+        ``ImportanceWeighting``).
     cv : int, default=5
         Folds of the cross-fitting of the discriminator.
     max_weight : float or None, default=20.0
@@ -301,7 +303,7 @@ class ImportanceWeightedScorer(_DomainScorer):
                 f"scored fold; got {source_idx.size} and {target_idx.size}. Use "
                 "SourceTargetShuffleSplit as cv."
             )
-        ratios = discriminator_ratios(
+        ratios, _ = discriminator_ratios(
             X,
             source_idx,
             target_idx,

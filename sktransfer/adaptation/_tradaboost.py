@@ -39,6 +39,14 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
     β = 1 / (1 + √(2 ln n_source / n_estimators)), since a source row that
     disagrees with the target-fitted model is evidence it follows another
     p(y | x). Only the rounds in the second half vote, as in Dai et al.
+
+    Dai et al. require each round's weighted target error to be below 1/2; a
+    round at 1/2 or more gets no vote. Under a strong conditional shift the
+    pooled first rounds follow the source and miss the target that badly, and
+    error / (1 - error) >= 1 would never raise the target weights: until a
+    round does better than chance on the target, each round doubles the
+    weight of the target rows it gets wrong instead, until they weigh enough
+    to be fitted.
     """
 
     __metadata_request__fit = {"sample_domain": True}
@@ -74,20 +82,35 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         weights = np.ones(rows.size)
         self.estimators_, self.estimator_errors_, self.estimator_weights_ = [], [], []
+        beats_chance = False
         for _ in range(self.n_estimators):
             model = clone(self.estimator)
             seed_estimator(model, rng)
             fit_weighted(model, X_fit, y_fit, weights / weights.mean())
             loss = self._row_loss(model.predict(X_fit), y_fit)
             target_w = weights[~is_source]
-            error = np.clip(np.dot(target_w, loss[~is_source]) / target_w.sum(), _MIN_ERROR, 0.5)
-            target_factor = error / (1.0 - error)
-            weights = weights * np.where(is_source, source_factor**loss, target_factor ** (-loss))
+            error = np.dot(target_w, loss[~is_source]) / target_w.sum()
+            beats_chance = beats_chance or error < 0.5
+            if beats_chance:
+                clipped = np.clip(error, _MIN_ERROR, 0.5)
+                target_factor = clipped / (1.0 - clipped)
+                target_update = target_factor ** (-loss)
+                vote = np.log(1.0 / target_factor)
+            else:
+                # Dai et al. require error < 1/2. Until one round meets it, the source
+                # rows outweigh the few target rows (the pooled model follows the source),
+                # and error / (1 - error) >= 1 would leave the target weights where they
+                # are, so every later round would repeat this one. Shift weight towards
+                # the target rows it gets wrong instead, as Pardoe & Stone's first stage
+                # shifts it towards the target; no vote.
+                target_update = 2.0**loss
+                vote = 0.0
+            weights = weights * np.where(is_source, source_factor**loss, target_update)
             # Keep the weights in floating-point range over many rounds.
             weights /= weights.max()
             self.estimators_.append(model)
             self.estimator_errors_.append(error)
-            self.estimator_weights_.append(np.log(1.0 / target_factor))
+            self.estimator_weights_.append(vote)
         self.estimator_errors_ = np.array(self.estimator_errors_)
         self.estimator_weights_ = np.array(self.estimator_weights_)
         self.source_weights_ = weights[is_source] / weights[is_source].mean()
@@ -131,10 +154,10 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
     estimators_ : list of classifiers
         The fitted clone of every round.
     estimator_errors_ : ndarray of shape (n_estimators,)
-        Weighted error of each round on the labelled target rows, clipped to
-        [1e-10, 0.5].
+        Weighted error of each round on the labelled target rows.
     estimator_weights_ : ndarray of shape (n_estimators,)
-        log((1 - error) / error): each round's vote.
+        Each round's vote: log((1 - error) / error), the error clipped to
+        [1e-10, 1/2] (so 0 for a round no better than chance).
     source_weights_ : ndarray of shape (n_source_rows,)
         Final weights of the source rows (mean 1): low means "does not
         follow the target's labelling".
