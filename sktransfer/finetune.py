@@ -1,10 +1,11 @@
 """Parameter transfer: fine-tune a pretrained backbone with a new head, as an sklearn estimator.
 
-The default recipe follows fastai's ``fine_tune``: train the new head with the
-body frozen for ``freeze_epochs`` (its features are computed once and reused),
-then unfreeze and train everything with layer-wise learning rates under a
-one-cycle schedule, AdamW with decoupled weight decay and none on norms and
-biases. skorch runs the loop (``net_``); this module owns the sklearn contract.
+The default recipe is LP-FT: the new head is solved to convergence on the frozen
+body's features (computed once, through the cache), then everything trains with
+layer-wise learning rates under a one-cycle schedule, AdamW with decoupled weight
+decay and none on norms and biases, BatchNorm on its pretrained statistics, for a
+budget of optimiser steps that suits the body's family. skorch runs the loop
+(``net_``); this module owns the sklearn contract.
 """
 
 from __future__ import annotations
@@ -664,22 +665,34 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
     weights : str or None, default="DEFAULT"
         ``None`` trains the same architecture from scratch (structure transfer).
     freeze : {"none", "backbone"}, int or list of str, default="none"
-        What stays frozen after the head warm-up: nothing, the whole body (only
-        the head ever trains), the first ``k`` blocks, or parameter-name patterns.
-    freeze_epochs : int, default=3
-        Head-only epochs on features computed once, before unfreezing (fastai uses
-        1; the epochs are nearly free here because the body's features are cached).
-    max_epochs : int, default=5
-        Epochs of the unfrozen phase.
-    lr : float, default=2e-3
-        Peak learning rate of the head (halved in the unfrozen phase, as in fastai).
+        What stays frozen after the linear probe: nothing, the whole body (only the
+        head is fitted: the probe itself), the first ``k`` blocks, or parameter-name
+        patterns.
+    linear_probe : bool, default=True
+        Start fine-tuning from the head solved to convergence on the frozen body's
+        features (LP-FT, Kumar et al. 2022); ``False`` starts from a random head.
+    max_epochs : int or "auto", default="auto"
+        Epochs of the unfrozen phase; "auto" aims for the body family's number of
+        optimiser steps (150 for convolutional and transformer bodies, 300 for MLPs)
+        within bounds (see docs/finetuning.md). Resolved value: ``max_epochs_``.
+    lr : float or "auto", default="auto"
+        Peak learning rate of the head and last block; "auto" is 1e-4 for
+        convolutional bodies, 5e-5 for transformers, 1e-2 for MLPs. Resolved: ``lr_``.
     lr_mult : float, default=10
         Ratio between the head's and the earliest block's learning rate.
     batch_size : int, default=32
     weight_decay : float, default=0.01
         AdamW's decoupled weight decay; never applied to norms and biases.
     l2sp : float, default=0
-        λ of L2-SP: λ·‖θ − θ_pretrained‖² over the body replaces its weight decay.
+        Decoupled L2-SP: after each step every body weight moves ``lr_t · l2sp`` of the
+        way back to its pretrained value (replacing the body's weight decay); a weight
+        then drifts at most about ``1 / l2sp`` from it.
+    batchnorm : {"auto", "eval", "train"}, default="auto"
+        "eval" keeps BatchNorm layers on their pretrained running statistics while
+        their affine parameters train; "train" uses batch statistics and updates them;
+        "auto" is "eval" unless ``weights=None``. Resolved: ``batchnorm_``.
+    wise : float in [0, 1] or None, default=None
+        WiSE-FT: the final weights are ``(1 - wise)·probe + wise·fine-tuned``.
     image_size, layer, pooling, device, precision, cache, num_workers, random_state
         As in ``PretrainedFeatures``.
     augment : None, "flip", "crop" or callable, default=None
@@ -695,13 +708,17 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
     warm_start : bool, default=False
         Continue from the previous fit's weights instead of the pretrained ones.
     verbose : int, default=0
-        1 prints skorch's epoch table, 2 adds a progress bar over batches.
+        1 names each phase and prints skorch's epoch table, 2 adds a progress bar.
     callbacks : list of skorch callbacks, default=None
         Added to the unfrozen phase's net.
 
     Attributes
     ----------
     classes_ : ndarray
+    lr_, max_epochs_, batchnorm_, family_
+        What the "auto" parameters resolved to, and the body's family.
+    probe_loss_ : float or None
+        Training loss of the linear probe.
     net_ : skorch.NeuralNet
         The trained net (``net_.module_`` is body + head).
     backbone_ : Backbone
