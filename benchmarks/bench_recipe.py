@@ -234,6 +234,9 @@ def tutorial_images(bb, X, y, *, epochs: int, seed: int, batch_size: int = 32) -
 
 def fastai_images(bb, X, y, *, epochs: int, seed: int, batch_size: int = 32) -> Predictor:
     """fastai's ``fine_tune`` on the same body, a ``create_head`` head, ``epochs`` in all."""
+    # Learner.fine_tune and Learner.no_bar are patched in by these, as fastai.vision.all does.
+    import fastai.callback.progress  # noqa: F401
+    import fastai.callback.schedule  # noqa: F401
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
     from fastai.losses import CrossEntropyLossFlat
@@ -302,12 +305,17 @@ def _flat_pixels(X):
 
 
 def fastai_note() -> tuple[bool, str]:
+    """Whether fastai rows run, and the line that says so. fastai is imported here, before
+    anything is timed, so that no row pays for the import."""
     if importlib.util.find_spec("fastai") is None:
         return False, (
             f"fastai rows skipped: fastai is not importable from {sys.executable} "
             "(run with /work/main/.venv-peers/bin/python to include them)."
         )
     import fastai
+    import fastai.callback.progress  # noqa: F401
+    import fastai.callback.schedule  # noqa: F401
+    import fastai.vision.learner  # noqa: F401
 
     return True, f"fastai {fastai.__version__}"
 
