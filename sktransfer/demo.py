@@ -1,7 +1,7 @@
 """``make demo``: real transfer learning on packaged real models and real images.
 
-Runs offline on a 2-core CPU in a few minutes. The story: transfer helps most when
-labels are few.
+Runs offline on a 2-core CPU in a few minutes. The question it asks: does transfer
+help most when labels are few?
 
 1. a learning curve — test accuracy against the number of labelled images (50, 150,
    500) for raw pixels + LogisticRegression, EfficientNet-Lite0 fine-tuned from random
@@ -169,7 +169,7 @@ def plot_curve(title, rows, path, chance=None):
     import matplotlib.pyplot as plt
 
     sizes = sorted({r[1] for r in rows})
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(8, 6))
     styles = ["s:", "v--", "o-.", "D-"]
     for name, style in zip(dict.fromkeys(r[0] for r in rows), styles):
         pts = sorted((r[1], r[2]) for r in rows if r[0] == name)
@@ -184,9 +184,10 @@ def plot_curve(title, rows, path, chance=None):
     ax.set_ylim(0, 1)
     ax.set_xlabel("labelled training images (log scale)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(textwrap.fill(title, 60), fontsize=11)
+    ax.set_title(textwrap.fill(title, 72), fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    # Below the axes: inside, it would hide whichever curve runs under it.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=9, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -381,8 +382,8 @@ def main(argv=None):
         X_pool, y_pool, X_test, y_test, args.sizes, image_size=args.image_size, seed=args.seed
     )
     t0 = (
-        f"Transfer helps most when labels are few: accuracy on {len(y_test)} held-out {name} "
-        "images vs labelled training images, every model at its defaults (fit seconds)"
+        f"Learning curve: accuracy on {len(y_test)} held-out {name} images vs labelled "
+        "training images, every model at its defaults (fit seconds)"
     )
     print_curve(t0, curve)
     curve_path = out / "learning_curve.png"
