@@ -12,9 +12,10 @@ images  Fashion-MNIST at 64 px, N class-balanced labelled training images (defau
           body and preprocessing, a new ``nn.Linear`` classifier, every layer trained, SGD
           lr 1e-3 momentum 0.9, ``StepLR(step_size=7, gamma=0.1)``, batch 32, for as many
           epochs as the default fine-tune ran in all (head-only epochs included). Unlike the
-          tutorial it has no RandomResizedCrop/flip augmentation (the default has none either)
-          and it does not keep the epoch that scored best on the test set (that would select
-          on the test set);
+          tutorial it has no RandomResizedCrop/flip augmentation (the default has none either),
+          it does not keep the epoch that scored best on the test set (that would select on
+          the test set), and it preprocesses its images once, not every epoch (which favours
+          its time a little);
         - the same architecture from random weights, ``weights=None``, defaults otherwise;
         - raw pixels + ``LogisticRegression``;
         - fastai 2.8 ``Learner.fine_tune`` on the same body + ``create_head`` at the same total
@@ -24,8 +25,8 @@ text    Rotten Tomatoes snippets, fresh vs rotten, N class-balanced (default 200
         on 1,000 snippets of movies that never appear in training. Rows: the default
         ``FineTuneClassifier("all-MiniLM-L6-v2", random_state=seed)``, the linear probe, the
         Hugging Face course's loop (AdamW lr 5e-5, linear decay to 0, no warm-up, same epochs,
-        batch 32, a new linear head on mean-pooled token states), random init, and TF-IDF +
-        ``LogisticRegression``.
+        a new linear head on mean-pooled token states, no L2 normalisation; batch 32, the
+        default's, where the course uses 8), random init, and TF-IDF + ``LogisticRegression``.
 
 Seconds are fit time only (wall clock; prediction excluded), with the feature cache and the
 backbone templates emptied before every fit, so no method reuses another's work. The ratio
@@ -268,6 +269,7 @@ def fastai_images(bb, X, y, *, epochs: int, seed: int, batch_size: int = 32) -> 
 
 def image_methods(backbone="efficientnet_lite0", *, image_size=64, quick=False, fastai=False):
     """name -> fit(X, y, seed, epochs), the default fine-tune first."""
+
     def body():  # from the files on disk in every fit, as the estimators do: timed
         return resolve_backbone(backbone, image_size=image_size)
 
