@@ -268,8 +268,8 @@ class TrAdaBoostR2(RegressorMixin, MetaEstimatorMixin, BaseEstimator):
         Boosting rounds of stage 2 (fewer if a round's loss reaches 1/2).
     n_steps : int, default=10
         Steps of stage 1, from pooling to target only (at least 2). Stage 2
-        runs ``cv + 1`` times per step, so fit time grows with
-        ``n_steps * cv * n_estimators``.
+        runs ``cv`` times per step and once more at the chosen step, so fit
+        time grows with ``n_steps * cv * n_estimators``.
     cv : int, default=5
         Cross-validation folds of the labelled target rows (fewer if there
         are fewer rows; at least 2 labelled target rows are needed).
