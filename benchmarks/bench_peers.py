@@ -7,6 +7,7 @@ seeds, on the target rows whose label no method saw, and the mean fit time.
 - skada's ``make_shifted_datasets`` (covariate, target, conditional shift, subspace;
   noise 0.5; 400 source and 400 target rows), 10 seeds (``--quick``: 3);
 - UCI heart disease, Cleveland -> Switzerland / Hungary / VA Long Beach;
+- the same four shifts with skada's regression targets (``label="regression"``);
 - auto MPG (regression), USA -> Japan / Europe.
 
 Unsupervised methods see every target row unlabelled; TrAdaBoost (and "target only")
@@ -18,7 +19,7 @@ textbook formulas re-derived here (``reference_*``), on random features and labe
 
 The peers are never a dependency: ``make peers`` installs them in ``.venv-peers``, and
 
-    .venv-peers/bin/python benchmarks/bench_peers.py [--quick]
+    .venv-peers/bin/python benchmarks/bench_peers.py [--quick] [--part regression]
 
 Run with any other Python, the script says what is missing and exits 0.
 """
@@ -102,6 +103,12 @@ def methods(base, regression):
                 "ADAPT",
                 "adapt-semi",
                 lambda Xt, yt: ai.TrAdaBoostR2(base(), Xt=Xt, yt=yt, **quiet),
+            ),
+            (
+                "TwoStageTrAdaBoostR2",
+                "ADAPT",
+                "adapt-semi",
+                lambda Xt, yt: ai.TwoStageTrAdaBoostR2(base(), Xt=Xt, yt=yt, **quiet),
             ),
         ]
     else:
@@ -189,12 +196,16 @@ def table(results, names, metric):
 # -- data ---------------------------------------------------------------------------------
 
 
-def skada_shift(shift):
+def skada_shift(shift, regression=False):
     from skada.datasets import make_shifted_datasets
 
+    label = "regression" if regression else "binary"
+
     def make(seed):
-        X, y, sample_domain = make_shifted_datasets(shift=shift, noise=0.5, random_state=seed)
-        return X, y.astype(int), sample_domain.astype(int)
+        X, y, sample_domain = make_shifted_datasets(
+            shift=shift, noise=0.5, label=label, random_state=seed
+        )
+        return X, y.astype(float if regression else int), sample_domain.astype(int)
 
     return make
 
@@ -355,6 +366,12 @@ def score_checks():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 seeds instead of 10")
+    parser.add_argument(
+        "--part",
+        choices=("all", "classification", "regression", "scores"),
+        default="all",
+        help="run only the classification tables, the regression tables or the score checks",
+    )
     args = parser.parse_args(argv)
     missing = peers_missing()
     if missing:
@@ -368,23 +385,33 @@ def main(argv=None):
     seeds = 3 if args.quick else 10
     started = time.time()
 
-    synthetic = [(s.replace("_shift", ""), skada_shift(s)) for s in SHIFTS]
-    results = evaluate(synthetic, LogisticRegression, False, seeds)
-    print(f"## skada make_shifted_datasets, {seeds} seeds: target accuracy\n")
-    print(table(results, [n for n, _ in synthetic], "target accuracy") + "\n")
+    if args.part in ("all", "classification"):
+        synthetic = [(s.replace("_shift", ""), skada_shift(s)) for s in SHIFTS]
+        results = evaluate(synthetic, LogisticRegression, False, seeds)
+        print(f"## skada make_shifted_datasets, {seeds} seeds: target accuracy\n")
+        print(table(results, [n for n, _ in synthetic], "target accuracy") + "\n")
 
-    sites = [(f"Cleveland -> {s}", heart(s)) for s in ("Switzerland", "Hungary", "VA Long Beach")]
-    results = evaluate(sites, LogisticRegression, False, seeds)
-    print(f"## Heart disease, {seeds} draws of the {N_LABELLED} target labels\n")
-    print(table(results, [n for n, _ in sites], "target accuracy") + "\n")
+        sites = [
+            (f"Cleveland -> {s}", heart(s)) for s in ("Switzerland", "Hungary", "VA Long Beach")
+        ]
+        results = evaluate(sites, LogisticRegression, False, seeds)
+        print(f"## Heart disease, {seeds} draws of the {N_LABELLED} target labels\n")
+        print(table(results, [n for n, _ in sites], "target accuracy") + "\n")
 
-    origins = [(f"USA -> {o}", autompg(o)) for o in ("Japan", "Europe")]
-    results = evaluate(origins, Ridge, True, seeds)
-    print(f"## Auto MPG, {seeds} draws of the {N_LABELLED} target labels\n")
-    print(table(results, [n for n, _ in origins], "target MSE (lower is better)") + "\n")
+    if args.part in ("all", "regression"):
+        synthetic = [(s.replace("_shift", ""), skada_shift(s, True)) for s in SHIFTS]
+        results = evaluate(synthetic, Ridge, True, seeds)
+        print(f"## skada make_shifted_datasets, regression, {seeds} seeds: target MSE\n")
+        print(table(results, [n for n, _ in synthetic], "target MSE (lower is better)") + "\n")
 
-    print("## Transferability scores against re-derived references\n")
-    print(score_checks() + "\n")
+        origins = [(f"USA -> {o}", autompg(o)) for o in ("Japan", "Europe")]
+        results = evaluate(origins, Ridge, True, seeds)
+        print(f"## Auto MPG, {seeds} draws of the {N_LABELLED} target labels\n")
+        print(table(results, [n for n, _ in origins], "target MSE (lower is better)") + "\n")
+
+    if args.part in ("all", "scores"):
+        print("## Transferability scores against re-derived references\n")
+        print(score_checks() + "\n")
     print(f"total {time.time() - started:.0f} s wall")
     return 0
 

@@ -212,8 +212,10 @@ def reversed_rule(seed, *, regression=False, n_source=400, n_target=200, n_label
     X = rng.normal(size=(n_source + n_target, 2))
     score = X[:, 0] + 0.5 * X[:, 1]
     sign = np.r_[np.ones(n_source), -np.ones(n_target)]
-    y_true = sign * score + 0.1 * rng.normal(size=score.size) if regression else (
-        (sign * score > 0).astype(int)
+    y_true = (
+        sign * score + 0.1 * rng.normal(size=score.size)
+        if regression
+        else ((sign * score > 0).astype(int))
     )
     sample_domain = np.r_[np.ones(n_source, int), -np.ones(n_target, int)]
     y = y_true.astype(float) if regression else y_true.copy()
@@ -231,9 +233,10 @@ def test_tradaboost_learns_a_reversed_target_rule_from_twenty_labels(seed):
     target_only = LogisticRegression().fit(X[labelled], y[labelled])
     assert model.estimator_errors_[0] > 0.9  # the pooled first round follows the source
     assert target_accuracy(model, X, y_true, sample_domain, y) > 0.85
-    assert target_accuracy(model, X, y_true, sample_domain, y) >= target_accuracy(
-        target_only, X, y_true, sample_domain, y
-    ) - 0.05
+    assert (
+        target_accuracy(model, X, y_true, sample_domain, y)
+        >= target_accuracy(target_only, X, y_true, sample_domain, y) - 0.05
+    )
 
 
 def test_tradaboost_rounds_at_chance_on_the_target_get_no_vote():
@@ -244,6 +247,52 @@ def test_tradaboost_rounds_at_chance_on_the_target_get_no_vote():
     assert at_chance[0] and not at_chance[-1]
     np.testing.assert_array_equal(model.estimator_weights_[at_chance], 0.0)
     assert (model.estimator_weights_[~at_chance] > 0).all()
+
+
+def target_mse(model, X, y_true, sample_domain, y):
+    """Mean squared error on the target rows whose target the model did not see."""
+    rows = (sample_domain < 0) & np.isnan(y)
+    return mean_squared_error(y_true[rows], model.predict(X[rows]))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_tradaboost_r2_learns_a_reversed_target_rule_from_twenty_labels(seed):
+    X, y, sample_domain, y_true = reversed_rule(seed, regression=True)
+    model = TrAdaBoostR2(Ridge(), random_state=0).fit(X, y, sample_domain=sample_domain)
+    labelled = (sample_domain < 0) & ~np.isnan(y)
+    target_only = Ridge().fit(X[labelled], y[labelled])
+    pooled = target_mse(Ridge().fit(X[~np.isnan(y)], y[~np.isnan(y)]), X, y_true, sample_domain, y)
+    mse = target_mse(model, X, y_true, sample_domain, y)
+    assert mse < 1.5 * target_mse(target_only, X, y_true, sample_domain, y)
+    assert mse < 0.05 * pooled
+    assert model.cv_errors_[-1] < 0.05 * model.cv_errors_[0]  # pooling is what fails here
+
+
+def test_tradaboost_r2_needs_two_labelled_target_rows_to_cross_validate():
+    X, y, sample_domain, _ = reversed_rule(0, regression=True, n_labelled=1)
+    with pytest.raises(ValueError, match="at least 2 of them; got 1"):
+        TrAdaBoostR2(Ridge()).fit(X, y, sample_domain=sample_domain)
+
+
+def test_tradaboost_r2_is_a_well_behaved_meta_estimator():
+    make = lambda: TrAdaBoostR2(Ridge(), n_steps=3, cv=2, random_state=0)  # noqa: E731
+    name = "TrAdaBoostR2"
+    check_no_attributes_set_in_init(name, make())
+    check_get_params_invariance(name, make())
+    check_set_params(name, make())
+    check_parameters_default_constructible(name, make())
+    X, y, sample_domain, _ = reversed_rule(0, regression=True)
+    copies = X.copy(), y.copy(), sample_domain.copy()
+    model = make().fit(X, y, sample_domain=sample_domain)
+    for given, kept in zip((X, y, sample_domain), copies):
+        np.testing.assert_array_equal(given, kept)
+    expected = model.predict(X)
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(model)).predict(X), expected)
+    np.testing.assert_allclose(
+        clone(model).fit(X, y, sample_domain=sample_domain).predict(X), expected
+    )
+    with pytest.raises(ValueError, match="'n_steps' parameter"):
+        TrAdaBoostR2(Ridge(), n_steps=1).fit(X, y, sample_domain=sample_domain)
 
 
 @pytest.mark.parametrize(

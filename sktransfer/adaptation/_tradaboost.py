@@ -5,6 +5,7 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
+from scipy.optimize import brentq
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -13,6 +14,7 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
+from sklearn.model_selection import KFold
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
@@ -30,8 +32,24 @@ from ._base import (
 _MIN_ERROR = 1e-10
 
 
+def _training_rows(estimator, X, y, sample_domain, *, regression):
+    """Source rows then labelled target rows of a fit call, and which are source."""
+    y, n_samples = check_fit_inputs(estimator, X, y, sample_domain)
+    domains = resolve_domains(y, sample_domain, n_samples, regression=regression)
+    if not domains.labelled_target.any():
+        raise ValueError(
+            f"{type(estimator).__name__} needs labelled target rows (sample_domain < 0 and "
+            "a label in y); got none. With unlabelled target rows only, use "
+            "ImportanceWeighting or CORAL."
+        )
+    check_accepts_sample_weight(estimator.estimator, type(estimator).__name__)
+    rows = np.r_[np.flatnonzero(domains.source), np.flatnonzero(domains.labelled_target)]
+    is_source = np.arange(rows.size) < domains.source.sum()
+    return _safe_indexing(X, rows), y[rows], is_source
+
+
 class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
-    """The boosting loop shared by the classifier and the regressor.
+    """Dai et al.'s boosting loop (the classifier's).
 
     Each round fits the estimator on source + labelled target rows with the
     current weights. Target rows it gets wrong gain weight, as in AdaBoost;
@@ -62,25 +80,14 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
         self.n_estimators = n_estimators
         self.random_state = random_state
 
-    def _boost(self, X, y, sample_domain, *, regression):
-        y, n_samples = check_fit_inputs(self, X, y, sample_domain)
-        domains = resolve_domains(y, sample_domain, n_samples, regression=regression)
-        if not domains.labelled_target.any():
-            raise ValueError(
-                f"{type(self).__name__} needs labelled target rows (sample_domain < 0 and "
-                "a label in y); got none. With unlabelled target rows only, use "
-                "ImportanceWeighting or CORAL."
-            )
-        check_accepts_sample_weight(self.estimator, type(self).__name__)
-        rows = np.r_[np.flatnonzero(domains.source), np.flatnonzero(domains.labelled_target)]
-        X_fit, y_fit = _safe_indexing(X, rows), y[rows]
-        n_source = int(domains.source.sum())
-        is_source = np.arange(rows.size) < n_source
+    def _boost(self, X, y, sample_domain):
+        X_fit, y_fit, is_source = _training_rows(self, X, y, sample_domain, regression=False)
+        n_source = int(is_source.sum())
         source_factor = 1.0 / (1.0 + np.sqrt(2.0 * np.log(n_source) / self.n_estimators))
         self._prepare_targets(y_fit)
 
         rng = check_random_state(self.random_state)
-        weights = np.ones(rows.size)
+        weights = np.ones(is_source.size)
         self.estimators_, self.estimator_errors_, self.estimator_weights_ = [], [], []
         beats_chance = False
         for _ in range(self.n_estimators):
@@ -199,7 +206,7 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
         -------
         self : TrAdaBoostClassifier
         """
-        return self._boost(X, y, sample_domain, regression=False)
+        return self._boost(X, y, sample_domain)
 
     def _prepare_targets(self, y_fit):
         self.classes_ = np.unique(y_fit)
@@ -232,36 +239,71 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
         return self.classes_[np.argmax(shares, axis=1)]
 
 
-class TrAdaBoostR2(RegressorMixin, _BaseTrAdaBoost):
-    """TrAdaBoost.R2 (Pardoe & Stone, 2010): TrAdaBoost for regression.
+class TrAdaBoostR2(RegressorMixin, MetaEstimatorMixin, BaseEstimator):
+    """Two-stage TrAdaBoost.R2 (Pardoe & Stone, 2010): TrAdaBoost for regression.
 
-    Each round's per-row loss is the absolute error scaled by the round's
-    largest error (``loss`` shapes it, as in AdaBoost.R2); the prediction
-    is the weighted median of the voting rounds' predictions.
+    Stage 1 lowers the source rows' share of the total weight in ``n_steps``
+    even steps, from pooling (every row weighs 1) to none (the labelled target
+    rows alone). At each step the base learner, fitted with the current
+    weights, scores every row; the source rows it predicts worst lose the
+    most weight (each is multiplied by β^error, β set so the source keeps
+    the step's share). The step is chosen by the ``cv``-fold cross-validated
+    squared error, on the labelled target rows, of stage 2 run at that step.
+
+    Stage 2 is AdaBoost.R2 (Drucker, 1997) with the source weights frozen:
+    target rows it predicts badly gain weight; each round votes
+    log(1 / β) with β = error / (1 - error); boosting stops at the first
+    round whose weighted loss reaches 1/2. The prediction is the weighted
+    median of the rounds' predictions.
+
+    So however far the target's p(y | x) is from the source's, the last
+    step (target only) is a candidate, and the source is used exactly as
+    much as it lowers the target's cross-validated error.
 
     Parameters
     ----------
     estimator : regressor
         Base learner; its ``fit`` must take ``sample_weight``.
     n_estimators : int, default=10
+        Boosting rounds of stage 2 (fewer if a round's loss reaches 1/2).
+    n_steps : int, default=10
+        Steps of stage 1, from pooling to target only (at least 2). Stage 2
+        runs ``cv`` times per step and once more at the chosen step, so fit
+        time grows with ``n_steps * cv * n_estimators``.
+    cv : int, default=5
+        Cross-validation folds of the labelled target rows (fewer if there
+        are fewer rows; at least 2 labelled target rows are needed).
     loss : {"linear", "square", "exponential"}, default="linear"
-        Per-row loss in [0, 1] from the scaled absolute error e: e, e² or
-        1 - exp(-e).
+        Per-row loss in [0, 1] from the absolute error e scaled by a fit's
+        largest one: e, e² or 1 - exp(-e).
     random_state : int, RandomState instance or None, default=None
+        Seeds the folds and the ``random_state`` of each fit's clone.
 
     Attributes
     ----------
     estimators_ : list of regressors
-    estimator_errors_ : ndarray of shape (n_estimators,)
-        Weighted mean loss of each round on the labelled target rows.
-    estimator_weights_ : ndarray of shape (n_estimators,)
+        Stage 2's rounds at the chosen step.
+    estimator_errors_ : ndarray of shape (n_rounds,)
+        Weighted mean loss of each round of ``estimators_`` on the rows it
+        was fitted on.
+    estimator_weights_ : ndarray of shape (n_rounds,)
+        Each round's vote, log((1 - error) / error).
+    cv_errors_ : ndarray of shape (n_steps,)
+        Cross-validated mean squared error of each step on the labelled
+        target rows; its smallest entry decides ``best_step_``.
+    best_step_ : int
+        The chosen step: 0 is pooling, ``n_steps - 1`` target only.
     source_weights_ : ndarray of shape (n_source_rows,)
+        Stage-1 weight of each source row at the chosen step, where a
+        labelled target row weighs 1: low means "does not follow the
+        target's labelling" (or that the source as a whole did not help).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
 
     References
     ----------
-    Pardoe, Stone, "Boosting for regression transfer", ICML 2010.
+    Pardoe, Stone, "Boosting for regression transfer", ICML 2010 (Algorithm 3).
+    Drucker, "Improving regressors using boosting techniques", ICML 1997.
 
     Examples
     --------
@@ -275,18 +317,37 @@ class TrAdaBoostR2(RegressorMixin, _BaseTrAdaBoost):
     (3,)
     """
 
+    __metadata_request__fit = {"sample_domain": True}
+
     _parameter_constraints: dict = {
-        **_BaseTrAdaBoost._parameter_constraints,
+        "estimator": [HasMethods(["fit", "predict"])],
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        "n_steps": [Interval(Integral, 2, None, closed="left")],
+        "cv": [Interval(Integral, 2, None, closed="left")],
         "loss": [StrOptions({"linear", "square", "exponential"})],
+        "random_state": ["random_state"],
     }
 
-    def __init__(self, estimator, *, n_estimators=10, loss="linear", random_state=None):
-        super().__init__(estimator, n_estimators=n_estimators, random_state=random_state)
+    def __init__(
+        self,
+        estimator,
+        *,
+        n_estimators=10,
+        n_steps=10,
+        cv=5,
+        loss="linear",
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.n_estimators = n_estimators
+        self.n_steps = n_steps
+        self.cv = cv
         self.loss = loss
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_domain=None):
-        """Boost on source rows and labelled target rows.
+        """Choose how much to trust each source row, then boost on the target rows.
 
         Parameters
         ----------
@@ -300,17 +361,105 @@ class TrAdaBoostR2(RegressorMixin, _BaseTrAdaBoost):
         -------
         self : TrAdaBoostR2
         """
-        return self._boost(X, y, sample_domain, regression=True)
+        X_fit, y_fit, is_source = _training_rows(self, X, y, sample_domain, regression=True)
+        y_fit = y_fit.astype(float)
+        n_target = int((~is_source).sum())
+        if n_target < 2:
+            raise ValueError(
+                "TrAdaBoostR2 chooses how much to use the source by cross-validation on "
+                f"the labelled target rows and needs at least 2 of them; got {n_target}."
+            )
+        rng = check_random_state(self.random_state)
+        folds = KFold(min(self.cv, n_target), shuffle=True, random_state=rng.randint(2**31 - 1))
+        target_rows = np.flatnonzero(~is_source)
+        splits = [(target_rows[a], target_rows[b]) for a, b in folds.split(target_rows)]
 
-    def _prepare_targets(self, y_fit):
-        pass
+        # Stage 1. Target rows weigh 1 throughout; the source's total goes from
+        # n_source (pooling) to 0 (target only) as the target's share of the total
+        # rises evenly from n_target / n_rows to 1.
+        weights = np.ones(is_source.size)
+        start = n_target / is_source.size
+        cv_errors, step_weights = [], []
+        for step in range(self.n_steps):
+            if step:
+                share = start + step / (self.n_steps - 1) * (1.0 - start)
+                model = clone(self.estimator)
+                seed_estimator(model, rng)
+                used = weights > 0
+                fit_weighted(
+                    model,
+                    _safe_indexing(X_fit, used),
+                    y_fit[used],
+                    weights[used] / weights[used].mean(),
+                )
+                loss = self._row_loss(model.predict(X_fit), y_fit, used)
+                weights[is_source] = _shrink(
+                    weights[is_source], loss[is_source], n_target * (1.0 - share) / share
+                )
+            step_weights.append(weights.copy())
+            cv_errors.append(self._cv_error(X_fit, y_fit, weights, is_source, splits, rng))
 
-    def _row_loss(self, pred, y):
+        self.cv_errors_ = np.array(cv_errors)
+        self.best_step_ = int(np.argmin(self.cv_errors_))
+        weights = step_weights[self.best_step_]
+        self.estimators_, self.estimator_errors_, self.estimator_weights_ = self._adaboost_r2(
+            X_fit, y_fit, weights, is_source, rng
+        )
+        self.source_weights_ = weights[is_source]
+        return self
+
+    def _cv_error(self, X, y, weights, is_source, splits, rng):
+        """Stage 2's squared error on held-out target rows, the source always in."""
+        squared = []
+        for train_target, test in splits:
+            train = np.r_[np.flatnonzero(is_source), train_target]
+            fold_weights = weights[train].copy()
+            # The fold's target rows carry the whole target's weight, so the
+            # source keeps the step's share.
+            fold_weights[~is_source[train]] *= (
+                weights[~is_source].sum() / weights[train_target].sum()
+            )
+            ensemble = self._adaboost_r2(
+                _safe_indexing(X, train), y[train], fold_weights, is_source[train], rng
+            )
+            pred = _weighted_median(ensemble[0], ensemble[2], _safe_indexing(X, test))
+            squared.append((pred - y[test]) ** 2)
+        return float(np.mean(np.concatenate(squared)))
+
+    def _adaboost_r2(self, X, y, weights, is_source, rng):
+        """AdaBoost.R2 that reweights the target rows only; (rounds, errors, votes)."""
+        weights = weights.copy()
+        used = weights > 0
+        X_used, y_used = _safe_indexing(X, used), y[used]
+        target_total = weights[~is_source].sum()
+        estimators, errors, votes = [], [], []
+        for _ in range(self.n_estimators):
+            model = clone(self.estimator)
+            seed_estimator(model, rng)
+            fit_weighted(model, X_used, y_used, weights[used] / weights[used].mean())
+            loss = self._row_loss(model.predict(X_used), y_used)
+            error = np.dot(weights[used], loss) / weights[used].sum()
+            if error >= 0.5 and estimators:
+                break  # Drucker: a round this weak is dropped and boosting stops.
+            estimators.append(model)
+            errors.append(error)
+            clipped = np.clip(error, _MIN_ERROR, 0.5)
+            factor = clipped / (1.0 - clipped)
+            votes.append(np.log(1.0 / factor))
+            if error <= _MIN_ERROR or error >= 0.5:
+                break  # nothing left to boost, or nothing to boost with
+            target = used & ~is_source
+            weights[target] *= factor ** (1.0 - loss[~is_source[used]])
+            weights[target] *= target_total / weights[target].sum()
+        return estimators, np.array(errors), np.array(votes)
+
+    def _row_loss(self, pred, y, used=None):
+        """Per-row loss in [0, 1]: the absolute error over the largest one among ``used``."""
         error = np.abs(pred - y)
-        largest = error.max()
+        largest = error.max() if used is None else error[used].max()
         if largest == 0:
             return np.zeros_like(error)
-        error = error / largest
+        error = np.minimum(error / largest, 1.0)
         if self.loss == "square":
             return error**2
         if self.loss == "exponential":
@@ -318,11 +467,47 @@ class TrAdaBoostR2(RegressorMixin, _BaseTrAdaBoost):
         return error
 
     def predict(self, X):
-        """Weighted median of the voting rounds' predictions."""
-        estimators, votes = self._voters()
+        """Weighted median of stage 2's predictions."""
+        check_is_fitted(self)
         X = validate_data(self, X, reset=False, skip_check_array=True)
-        preds = np.column_stack([model.predict(X) for model in estimators])
-        order = np.argsort(preds, axis=1)
-        cumulative = np.cumsum(votes[order], axis=1)
-        median = np.argmax(cumulative >= 0.5 * cumulative[:, -1:], axis=1)
-        return preds[np.arange(preds.shape[0]), order[np.arange(preds.shape[0]), median]]
+        return _weighted_median(self.estimators_, self.estimator_weights_, X)
+
+
+def _shrink(weights, loss, total):
+    """``weights * β ** loss``, β in [0, 1] chosen so that they sum to ``total``.
+
+    Pardoe & Stone's stage-1 update: the worse a source row is predicted, the
+    more weight it loses. Solved for the rate -ln β, on losses shifted to start
+    at 0 (which the rescaling to ``total`` makes no difference to), because
+    when every source row is predicted about equally well β underflows.
+    """
+    if total <= 0:
+        return np.zeros_like(weights)
+    loss = loss - loss.min()
+    best = loss == 0
+    if weights.sum() <= total:
+        shrunk = weights
+    elif weights[best].sum() >= total:
+        shrunk = np.where(best, weights, 0.0)  # β = 0: only the best-predicted rows keep weight
+    else:
+
+        def excess(rate):
+            return np.dot(weights, np.exp(-rate * loss)) - total
+
+        high = 1.0
+        while excess(high) > 0:
+            high *= 2.0
+        shrunk = weights * np.exp(-brentq(excess, 0.0, high) * loss)
+    return shrunk * (total / shrunk.sum())
+
+
+def _weighted_median(estimators, votes, X):
+    """Per row, the prediction at which the cumulative vote reaches half the total."""
+    if votes.sum() <= 0:
+        votes = np.ones_like(votes)
+    preds = np.column_stack([model.predict(X) for model in estimators])
+    order = np.argsort(preds, axis=1)
+    cumulative = np.cumsum(votes[order], axis=1)
+    median = np.argmax(cumulative >= 0.5 * cumulative[:, -1:], axis=1)
+    rows = np.arange(preds.shape[0])
+    return preds[rows, order[rows, median]]
