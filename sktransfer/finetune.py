@@ -171,7 +171,7 @@ class _FineTune(BaseEstimator):
                 self._build(X, data)
             self._resolve_budget(data)
             if not continuing:
-                self.probe_loss_ = None
+                self.probe_loss_ = self.probe_regularization_ = None
                 self.head_history_ = []
                 if self.linear_probe:
                     self._fit_probe(data)
@@ -267,7 +267,10 @@ class _FineTune(BaseEstimator):
         self.module_ = TransferModel(bb.module, head)
         self.device_ = resolve_device(self.device)
         self.family_ = body_family(bb.module, self.modality_)
-        self.lr_ = RECIPES[self.family_]["lr"] if self.lr == "auto" else float(self.lr)
+        # Fresh weights (structure transfer) train from scratch: a pretrained body's small
+        # rate would leave them near their random start.
+        key = "scratch_lr" if self.weights is None else "lr"
+        self.lr_ = RECIPES[self.family_][key] if self.lr == "auto" else float(self.lr)
         self.batchnorm_ = self.batchnorm
         if self.batchnorm == "auto":
             # Running statistics are worth keeping only when they were learnt (Keras's advice
@@ -415,7 +418,7 @@ class _FineTune(BaseEstimator):
         body's features before any body weight moves, so fine-tuning starts from the
         linear probe instead of distorting the features to fit a random head."""
         Z, targets = self._head_features(data)
-        weight, bias, loss = fit_linear_probe(
+        weight, bias, loss, self.probe_regularization_ = fit_linear_probe(
             Z,
             targets["y"],
             targets["w"],
@@ -719,6 +722,9 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         What the "auto" parameters resolved to, and the body's family.
     probe_loss_ : float or None
         Training loss of the linear probe.
+    probe_regularization_ : float or None
+        The probe's ``C`` (classifiers) or ridge ``alpha`` (regressors), chosen by
+        cross-validation on the training rows.
     net_ : skorch.NeuralNet
         The trained net (``net_.module_`` is body + head).
     backbone_ : Backbone

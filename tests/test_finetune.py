@@ -409,16 +409,19 @@ def test_fp16_precision_trains_with_a_grad_scaler():
 
 
 def test_head_starts_as_the_converged_linear_probe():
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from sktransfer._training import PROBE_CS
 
     X, y = images()
     body = small_convnet()
     clf = FineTuneClassifier(body, freeze="backbone", random_state=0).fit(X, y)
     Z = PretrainedFeatures(small_convnet(), random_state=0).fit_transform(X)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=1000))
-    probe.fit(Z, y)
+    lrcv = LogisticRegressionCV(Cs=list(PROBE_CS), cv=3, scoring="neg_log_loss", max_iter=1000)
+    probe = make_pipeline(StandardScaler(), lrcv).fit(Z, y)
+    assert clf.probe_regularization_ == lrcv.C_[0]
     np.testing.assert_allclose(clf.predict_proba(X), probe.predict_proba(Z), atol=1e-4)
     assert [h["phase"] for h in clf.history_] == ["probe"]
 
