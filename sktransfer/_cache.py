@@ -173,7 +173,16 @@ class FeatureCache:
         with self._lock:
             self._remember(namespace, keys, feats)
         if directory is not None and len(keys):
-            self._write_disk(namespace, directory, keys, feats)
+            try:
+                self._write_disk(namespace, directory, keys, feats)
+            except OSError as exc:  # a full or read-only disk costs the sharing, not the fit
+                if directory not in self._unusable:
+                    self._unusable.add(directory)
+                    warnings.warn(
+                        f"could not write features to the cache directory {directory!r} "
+                        f"({exc}); they stay in this process's memory.",
+                        stacklevel=3,
+                    )
 
     def fill(self, namespace: str, keys: list[bytes], compute, directory: str | None) -> dict:
         """{key: features} for ``keys`` (all missing from the cache), computed by
@@ -182,8 +191,10 @@ class FeatureCache:
             feats = compute(keys)
             self.put(namespace, keys, feats, directory)
             return dict(zip(keys, feats))
-        folder = os.path.join(directory, namespace)
-        mine, theirs, claim = _claim(folder, keys)
+        try:
+            mine, theirs, claim = _claim(os.path.join(directory, namespace), keys)
+        except OSError:  # a file system without locks: each process extracts for itself
+            mine, theirs, claim = keys, [], None
         out = {}
         try:
             if mine:

@@ -435,3 +435,14 @@ def test_a_module_whose_forward_code_changed_is_not_served_old_features(table):
     feature_cache.clear()  # a new session: only the disk cache remains
     z_new = PretrainedFeatures(new).fit_transform(X)
     np.testing.assert_allclose(z_new, 1.5 * z_old, rtol=1e-5)
+
+
+def test_a_cache_directory_that_cannot_be_written_warns_and_still_gives_the_features(
+    table, row_counter, tmp_path
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    expected = PretrainedFeatures(row_counter(), cache=False).fit_transform(table[0])
+    with pytest.warns(UserWarning, match="could not write features to the cache directory"):
+        Z = PretrainedFeatures(row_counter(), cache=str(blocker)).fit_transform(table[0])
+    np.testing.assert_array_equal(Z, expected)

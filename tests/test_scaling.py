@@ -41,9 +41,7 @@ def _scores(search):
     return search.cv_results_["mean_test_score"]
 
 
-def test_a_grid_search_over_feature_transfer_on_a_dask_cluster_equals_the_local_one(
-    client, table
-):
+def test_a_grid_search_over_feature_transfer_on_a_dask_cluster_equals_the_local_one(client, table):
     X, y = table
     search = GridSearchCV(
         FeatureTransferClassifier(RowCounter()), {"head__C": [0.01, 1.0, 100.0]}, cv=3
@@ -80,9 +78,7 @@ def _embed(paths, features):
     return [features.transform(list(paths))]
 
 
-def test_embedding_a_dask_bag_of_image_files_equals_the_in_process_features(
-    client, image_files
-):
+def test_embedding_a_dask_bag_of_image_files_equals_the_in_process_features(client, image_files):
     import dask.bag as db
     from dask import delayed
 
@@ -117,3 +113,24 @@ def test_feature_transfer_is_silent_by_default_and_verbose_on_request(table, cap
     assert "rows extracted" in capsys.readouterr().err
     clf.set_params(verbose=0).predict(X)
     assert capsys.readouterr() == ("", "")
+
+
+# --------------------------------------------------------------------------- GPU check
+
+
+def test_the_gpu_check_without_cuda_exits_2_and_says_why():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert "no CUDA device is available" in run.stderr
+    assert "--cpu-dry-run" in run.stderr
