@@ -22,15 +22,19 @@ distributed = pytest.importorskip(
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     """A real two-process Dask cluster on localhost, with its own feature cache directory."""
+    import dask
+
     cache_dir = str(tmp_path_factory.mktemp("dask-feature-cache"))
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-        env={"SKTRANSFER_CACHE_DIR": cache_dir, "OMP_NUM_THREADS": "1"},
-    )
+    # As docs/scaling.md advises: the nanny's MALLOC_TRIM_THRESHOLD_ slows torch down 4x.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            env={"SKTRANSFER_CACHE_DIR": cache_dir, "OMP_NUM_THREADS": "1"},
+        )
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -80,12 +84,11 @@ def _embed(paths, features):
 
 def test_embedding_a_dask_bag_of_image_files_equals_the_in_process_features(client, image_files):
     import dask.bag as db
-    from dask import delayed
 
     paths = image_files["grey"]  # 40 PNG files
     pf = PretrainedFeatures("efficientnet_lite0", image_size=32).fit(paths[:1])
     bag = db.from_sequence(paths, partition_size=16)
-    parts = bag.map_partitions(_embed, delayed(pf)).compute()
+    parts = bag.map_partitions(_embed, client.scatter(pf, broadcast=True)).compute()
     Z = np.concatenate(parts)
     assert [len(p) for p in parts] == [16, 16, 8]
     np.testing.assert_allclose(Z, pf.transform(paths), rtol=1e-4, atol=1e-5)
