@@ -1,41 +1,82 @@
-"""A process-wide, memory-bounded cache of extracted features, row by row.
+"""A memory-bounded cache of extracted features, row by row, shared on disk by processes.
 
 Rows are keyed by content (a hash of the pixels, of a file's path, size and
 mtime, or of a string) under a namespace that fingerprints everything that
-changes the features: the weights, the architecture, the preprocessing, the
-device type and the precision. Because keys are per row, the k folds of a
-cross-validation — subsets of one X — share one extraction. The cache is a
-module global, never an estimator attribute, so ``clone`` and pickling never
-carry it; each joblib worker process has its own, and one lock guards it
-against threads. An optional directory makes it persistent: shards are written
-atomically, so parallel workers never read half a file, and rows evicted from
-memory are read back from their shard.
+changes the features: the weights, the architecture and its code, the
+preprocessing, the device type and the precision. Because keys are per row, the
+k folds of a cross-validation — subsets of one X — share one extraction.
+
+Two levels. In memory: a module global (never an estimator attribute, so
+``clone`` and pickling never carry it), one per process, LRU-bounded in bytes,
+one lock against threads. On disk: a directory (``cache=True`` uses
+``feature_cache.directory``: ``$SKTRANSFER_CACHE_DIR``, else the user's cache
+dir) that every process pointing at it shares — the loky workers of
+``GridSearchCV(n_jobs=...)``, Dask workers, later sessions. Shards are written
+atomically (a temporary file, then a rename), so no reader sees half a file.
+Before extracting, a process claims the rows it will compute (a claim file it
+holds locked); another process that needs the same rows meanwhile computes only
+the unclaimed ones and then waits for the claims, so each row is extracted once
+across workers. A claim whose owner died is released by the OS with its lock.
+The directory is bounded too: past ``max_disk_bytes`` the least recently used
+shards are deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
 import tempfile
 import threading
+import time
 import uuid
+import warnings
+import zipfile
 from collections import OrderedDict
 
 import numpy as np
 
+try:  # POSIX; elsewhere processes do not coordinate and may extract a row twice
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+CACHE_DIR_ENV = "SKTRANSFER_CACHE_DIR"
+MAX_DISK_ENV = "SKTRANSFER_CACHE_MAX_DISK_BYTES"
+# Only folders named like our namespaces are ever pruned or cleared, whatever else
+# the directory holds.
+_NAMESPACE = re.compile(r"^[0-9a-f]{32}-")
+
+
+def default_cache_dir() -> str:
+    """``$SKTRANSFER_CACHE_DIR``, else ``$XDG_CACHE_HOME/sktransfer``, else
+    ``~/.cache/sktransfer`` (as scikit-learn resolves its data home)."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return os.path.abspath(os.path.join(os.path.expanduser(base), "sktransfer"))
+
 
 class FeatureCache:
-    """LRU over rows, bounded by ``max_bytes`` of feature data."""
+    """LRU over rows, bounded by ``max_bytes`` of feature data in memory and by
+    ``max_disk_bytes`` of shards in each directory."""
 
-    def __init__(self, max_bytes: int = 2 * 1024**3):
+    def __init__(self, max_bytes: int = 2 * 1024**3, max_disk_bytes: int | None = None):
         self._rows: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.RLock()
         # (directory, namespace) -> shard file names read so far, and key -> shard path.
         self._disk_seen: dict[tuple[str, str], set[str]] = {}
         self._disk_index: dict[tuple[str, str], dict[bytes, str]] = {}
+        self._unusable: set[str] = set()
         self.hits = 0
         self.misses = 0
         self.max_bytes = max_bytes
+        if max_disk_bytes is None:
+            max_disk_bytes = int(os.environ.get(MAX_DISK_ENV, 10 * 1024**3))
+        self.max_disk_bytes = max_disk_bytes
 
     @property
     def max_bytes(self) -> int:
@@ -47,6 +88,11 @@ class FeatureCache:
             self._max_bytes = int(value)
             self._evict()
 
+    @property
+    def directory(self) -> str:
+        """The shared directory ``cache=True`` uses (see ``default_cache_dir``)."""
+        return default_cache_dir()
+
     def __len__(self) -> int:
         return len(self._rows)
 
@@ -54,14 +100,20 @@ class FeatureCache:
     def nbytes(self) -> int:
         return self._bytes
 
-    def clear(self) -> None:
-        """Empty the memory cache and reset the counters (disk shards stay)."""
+    def clear(self, disk: bool = False) -> None:
+        """Empty the memory cache and reset the counters; ``disk=True`` also deletes the
+        shards in ``directory`` (only the folders this cache wrote)."""
         with self._lock:
             self._rows.clear()
             self._bytes = 0
             self._disk_seen.clear()
             self._disk_index.clear()
+            self._unusable.clear()
             self.hits = self.misses = 0
+            if disk and os.path.isdir(self.directory):
+                for name in os.listdir(self.directory):
+                    if _NAMESPACE.match(name):
+                        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
     def info(self) -> dict:
         with self._lock:
@@ -73,22 +125,47 @@ class FeatureCache:
                 "misses": self.misses,
             }
 
+    def resolve(self, cache) -> str | None:
+        """The directory for a ``cache`` parameter: None for memory only. ``True`` is the
+        shared default, or memory only (with one warning) where it cannot be written."""
+        if cache is True:
+            directory = self.directory
+            if directory in self._unusable:
+                return None
+            try:
+                os.makedirs(directory, exist_ok=True)
+                with tempfile.TemporaryFile(dir=directory):
+                    pass
+            except OSError as exc:
+                self._unusable.add(directory)
+                warnings.warn(
+                    f"the feature cache directory {directory!r} is not writable ({exc}); "
+                    f"features are cached in memory only. Set {CACHE_DIR_ENV} to a writable "
+                    "directory to share them between processes.",
+                    stacklevel=3,
+                )
+                return None
+            return directory
+        return os.fspath(cache)
+
     def get(self, namespace: str, keys: list[bytes], directory: str | None = None) -> dict:
         """{key: features} of the ``keys`` found in memory or, failing that, on disk."""
         with self._lock:
-            found = {}
-            for k in keys:
-                row = self._rows.get((namespace, k))
-                if row is not None:
-                    self._rows.move_to_end((namespace, k))
-                    found[k] = row
-            if directory is not None and len(found) < len(keys):
-                found.update(
-                    self._read_disk(namespace, [k for k in keys if k not in found], directory)
-                )
+            found = self._lookup(namespace, keys, directory)
             self.hits += len(found)
             self.misses += len(keys) - len(found)
             return found
+
+    def _lookup(self, namespace, keys, directory) -> dict:
+        found = {}
+        for k in keys:
+            row = self._rows.get((namespace, k))
+            if row is not None:
+                self._rows.move_to_end((namespace, k))
+                found[k] = row
+        if directory is not None and len(found) < len(keys):
+            found.update(self._read_disk(namespace, [k for k in keys if k not in found], directory))
+        return found
 
     def put(
         self, namespace: str, keys: list[bytes], feats: np.ndarray, directory: str | None = None
@@ -96,7 +173,49 @@ class FeatureCache:
         with self._lock:
             self._remember(namespace, keys, feats)
         if directory is not None and len(keys):
-            self._write_disk(namespace, directory, keys, feats)
+            try:
+                self._write_disk(namespace, directory, keys, feats)
+            except OSError as exc:  # a full or read-only disk costs the sharing, not the fit
+                if directory not in self._unusable:
+                    self._unusable.add(directory)
+                    warnings.warn(
+                        f"could not write features to the cache directory {directory!r} "
+                        f"({exc}); they stay in this process's memory.",
+                        stacklevel=3,
+                    )
+
+    def fill(self, namespace: str, keys: list[bytes], compute, directory: str | None) -> dict:
+        """{key: features} for ``keys`` (all missing from the cache), computed by
+        ``compute(keys) -> array`` once across the processes sharing ``directory``."""
+        if directory is None or fcntl is None:
+            feats = compute(keys)
+            self.put(namespace, keys, feats, directory)
+            return dict(zip(keys, feats))
+        try:
+            mine, theirs, claim = _claim(os.path.join(directory, namespace), keys)
+        except OSError:  # a file system without locks: each process extracts for itself
+            mine, theirs, claim = keys, [], None
+        out = {}
+        try:
+            if mine:
+                feats = compute(mine)
+                self.put(namespace, mine, feats, directory)
+                out.update(zip(mine, feats))
+        finally:
+            _release(claim)
+        if theirs:
+            for path in theirs:
+                _wait(path)
+            rest = [k for k in keys if k not in out]
+            with self._lock:
+                out.update(self._lookup(namespace, rest, directory))
+            # A claim whose owner died (or whose shard was pruned since): compute here.
+            lost = [k for k in keys if k not in out]
+            if lost:
+                feats = compute(lost)
+                self.put(namespace, lost, feats, directory)
+                out.update(zip(lost, feats))
+        return out
 
     def _remember(self, namespace, keys, feats):
         for k, row in zip(keys, feats):
@@ -118,13 +237,12 @@ class FeatureCache:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            # uint8 rows, not an "S16" array: numpy strips trailing NUL bytes from those.
-            keys_u8 = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), -1)
-            np.savez(fh, keys=keys_u8, feats=np.asarray(feats, dtype=np.float32))
+            np.savez(fh, keys=_keys_array(keys), feats=np.asarray(feats, dtype=np.float32))
         path = os.path.join(folder, f"{uuid.uuid4().hex}.npz")
         os.replace(tmp, path)
         with self._lock:
             self._index_shard((directory, namespace), path, keys)
+        self._prune(directory, keep=path)
 
     def _index_shard(self, where, path, keys):
         self._disk_seen.setdefault(where, set()).add(os.path.basename(path))
@@ -140,8 +258,10 @@ class FeatureCache:
             for name in sorted(os.listdir(folder)):
                 if name.endswith(".npz") and name not in seen:
                     path = os.path.join(folder, name)
-                    with np.load(path, allow_pickle=False) as z:  # reads the keys only
-                        self._index_shard(where, path, [k.tobytes() for k in z["keys"]])
+                    z = _load(path, ("keys",))
+                    if z is None:  # pruned by another process since the listing
+                        continue
+                    self._index_shard(where, path, [k.tobytes() for k in z["keys"]])
         index = self._disk_index.get(where, {})
         by_shard: dict[str, list[bytes]] = {}
         for k in keys:
@@ -149,13 +269,112 @@ class FeatureCache:
                 by_shard.setdefault(index[k], []).append(k)
         found = {}
         for path, wanted in by_shard.items():
-            with np.load(path, allow_pickle=False) as z:
-                pos = {k.tobytes(): i for i, k in enumerate(z["keys"])}
-                feats = z["feats"]
-            rows = feats[[pos[k] for k in wanted]]
+            z = _load(path, ("keys", "feats"))
+            if z is None:
+                for k in wanted:  # forget the shard: these rows are misses now
+                    index.pop(k, None)
+                continue
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: pruned last
+            pos = {k.tobytes(): i for i, k in enumerate(z["keys"])}
+            rows = z["feats"][[pos[k] for k in wanted]]
             self._remember(namespace, wanted, rows)
             found.update(zip(wanted, rows))
         return found
+
+    def _prune(self, directory, keep):
+        """Delete the least recently used shards until ``directory`` holds at most
+        ``max_disk_bytes`` of them; and temporary files a crashed writer left."""
+        shards, total, now = [], 0, time.time()
+        for ns in os.listdir(directory):
+            if not _NAMESPACE.match(ns):
+                continue
+            with contextlib.suppress(OSError), os.scandir(os.path.join(directory, ns)) as it:
+                for entry in it:
+                    with contextlib.suppress(OSError):
+                        st = entry.stat()
+                        if entry.name.endswith(".npz"):
+                            shards.append((st.st_mtime, entry.path, st.st_size))
+                            total += st.st_size
+                        elif entry.name.endswith(".tmp") and now - st.st_mtime > 3600:
+                            os.unlink(entry.path)
+        if total <= self.max_disk_bytes:
+            return
+        for _, path, size in sorted(shards):
+            if total <= self.max_disk_bytes:
+                break
+            if path == keep:
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                total -= size
+
+
+def _keys_array(keys) -> np.ndarray:
+    # uint8 rows, not an "S16" array: numpy strips trailing NUL bytes from those.
+    return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), -1)
+
+
+def _load(path, names) -> dict | None:
+    """The arrays ``names`` of a shard, or None when it is gone or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {n: z[n] for n in names}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _claim(folder, keys):
+    """Under the folder's lock: the claim files of live processes that cover some of
+    ``keys``, and a new claim (an open, locked file) on the rest."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "claims.lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        taken: dict[bytes, str] = {}
+        for name in os.listdir(folder):
+            if not name.endswith(".claim"):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                fh = open(path, "rb")  # noqa: SIM115 - the lock lives as long as the handle
+            except OSError:
+                continue
+            with fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # its owner is computing these rows now
+                    for k in np.load(fh, allow_pickle=False):
+                        taken[k.tobytes()] = path
+                    continue
+            with contextlib.suppress(OSError):  # nobody holds it: a dead owner's claim
+                os.unlink(path)
+        mine = [k for k in keys if k not in taken]
+        theirs = sorted({taken[k] for k in keys if k in taken})
+        claim = None
+        if mine:
+            path = os.path.join(folder, f"{uuid.uuid4().hex}.claim")
+            claim = open(path, "w+b")  # noqa: SIM115
+            fcntl.flock(claim, fcntl.LOCK_EX)
+            np.save(claim, _keys_array(mine))
+            claim.flush()
+    return mine, theirs, claim
+
+
+def _release(claim) -> None:
+    if claim is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(claim.name)
+        claim.close()  # closing drops the lock: waiters wake up
+
+
+def _wait(path) -> None:
+    """Block until the process holding the claim at ``path`` releases it."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115
+    except OSError:  # already released
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_SH)
 
 
 feature_cache = FeatureCache()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import functools
+import hashlib
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -76,8 +79,10 @@ def forward_rows(
     device: torch.device,
     precision: str = "auto",
     num_workers: int = 0,
+    progress=None,
 ) -> np.ndarray:
-    """Features (len(rows), dim) float32 of ``source[rows]``; halves the batch on GPU OOM."""
+    """Features (len(rows), dim) float32 of ``source[rows]``; halves the batch on GPU OOM.
+    ``progress`` (a tqdm bar, or None) advances by the rows of each batch."""
     module = backbone.module
     module.eval()
     channels_last = device.type == "cuda" and backbone.is_conv
@@ -108,6 +113,8 @@ def forward_rows(
                     out = np.empty((len(rows), z.shape[1]), dtype=np.float32)
                 out[done : done + len(z)] = z
                 done += len(z)
+                if progress is not None:
+                    progress.update(len(z))
         except RuntimeError as exc:
             if not (is_oom(exc) and device.type == "cuda" and batch_size > 1):
                 raise
@@ -140,6 +147,75 @@ def _call(module, x, name):
     return z
 
 
+def namespace_of(backbone: Backbone, device: torch.device, precision: str) -> str:
+    """The cache namespace: the backbone's fingerprint (weights, architecture,
+    preprocessing), the device type, the precision, and the code that runs it. The disk
+    cache outlives the process, so a module class whose ``forward`` was edited since, or
+    another torch, must not be served the old features."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(torch.__version__.encode())
+    for cls in sorted({type(m) for m in backbone.module.modules()}, key=_qualname):
+        h.update(_qualname(cls).encode())
+        h.update(_forward_code(cls))
+    return f"{backbone.fingerprint}-{device.type}-{precision}-{h.hexdigest()}"
+
+
+def _qualname(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _forward_code(cls) -> bytes:
+    """The bytecode and constants of ``cls.forward``: stable across processes (no
+    addresses), changed by any edit of the method's body."""
+    if cls.__module__.startswith("torch."):
+        return b""  # torch's own modules: covered by its version
+    code = getattr(getattr(cls, "forward", None), "__code__", None)
+    return b"" if code is None else _code_bytes(code)
+
+
+def _code_bytes(code) -> bytes:
+    parts = [code.co_code, repr(code.co_names).encode()]
+    for c in code.co_consts:  # nested functions are code objects: their repr has an address
+        parts.append(_code_bytes(c) if hasattr(c, "co_code") else repr(c).encode())
+    return b"".join(parts)
+
+
+class _Progress:
+    """A tqdm bar over the rows to extract (notebook or terminal), then one line with
+    the rows per second; nothing at all when ``verbose`` is 0."""
+
+    def __init__(self, verbose, name: str, total: int, n_rows: int):
+        self.verbose, self.name, self.n_rows = verbose, name, n_rows
+        self.done, self.bar = 0, None
+        self.start = time.perf_counter()
+        if verbose and total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=name, unit="row", file=sys.stderr, leave=False)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if not self.verbose:
+            return
+        if self.done:
+            seconds = time.perf_counter() - self.start
+            rate = self.done / seconds if seconds > 0 else float("inf")
+            msg = (
+                f"{self.name}: {self.done} rows extracted in {seconds:.1f} s "
+                f"({rate:.1f} rows/s); {self.n_rows - self.done} from the cache"
+            )
+        else:
+            msg = f"{self.name}: {self.n_rows} rows, all from the cache"
+        print(msg, file=sys.stderr)
+
+
 def extract(
     backbone: Backbone,
     source,
@@ -150,15 +226,21 @@ def extract(
     precision: str = "auto",
     num_workers: int = 0,
     cache=True,
+    verbose=0,
 ) -> np.ndarray:
     """Features of ``source[rows]`` (all rows by default); rows seen before (same
-    content, same backbone fingerprint, device type and precision) come from the cache."""
+    content, same backbone and code, device type and precision) come from the cache:
+    this process's memory, or the shared directory (``cache=True`` or a path)."""
     kw = dict(batch_size=batch_size, device=device, precision=precision, num_workers=num_workers)
+    n_rows = len(source) if rows is None else len(rows)
     if not cache:
         rows = np.arange(len(source)) if rows is None else np.asarray(rows)
-        return forward_rows(backbone, source, rows, **kw)
-    directory = None if isinstance(cache, bool) else os.fspath(cache)
-    namespace = f"{backbone.fingerprint}-{device.type}-{precision}"
+        progress = _Progress(verbose, backbone.name, len(rows), n_rows)
+        out = forward_rows(backbone, source, rows, progress=progress, **kw)
+        progress.close()
+        return out
+    directory = feature_cache.resolve(cache)
+    namespace = namespace_of(backbone, device, precision)
     if rows is None:
         rows, keys = np.arange(len(source)), source.row_keys()
     else:
@@ -168,13 +250,18 @@ def extract(
     uniq = list(dict.fromkeys(keys))
     found = feature_cache.get(namespace, uniq, directory)
     todo = [k for k in uniq if k not in found]
+    progress = _Progress(verbose, backbone.name, len(todo), n_rows)
     if todo:
         first = {}
         for r, k in zip(rows, keys):
             first.setdefault(k, r)
-        new = forward_rows(backbone, source, np.array([first[k] for k in todo]), **kw)
-        feature_cache.put(namespace, todo, new, directory)
-        found.update(zip(todo, new))
+
+        def compute(wanted):
+            idx = np.array([first[k] for k in wanted])
+            return forward_rows(backbone, source, idx, progress=progress, **kw)
+
+        found.update(feature_cache.fill(namespace, todo, compute, directory))
+    progress.close()
     if not keys:
         return np.zeros((0, backbone.dim or 0), dtype=np.float32)
     return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)

@@ -25,8 +25,8 @@ from .features import (
     RUNTIME_PARAMS,
     PretrainedFeatures,
     _set_input_tags,
-    backbone_constraints,
     clone_keeping_fitted_backbone,
+    features_constraints,
 )
 
 
@@ -44,7 +44,7 @@ def _head_has(attr):
 class _FeatureTransfer(BaseEstimator):
     """Shared fit/predict plumbing; subclasses set the default head and target checks."""
 
-    _parameter_constraints = {**backbone_constraints, "head": [None, HasMethods(["fit"])]}
+    _parameter_constraints = {**features_constraints, "head": [None, HasMethods(["fit"])]}
 
     def __init__(
         self,
@@ -63,6 +63,7 @@ class _FeatureTransfer(BaseEstimator):
         random_state=None,
         max_length=None,
         missing="raise",
+        verbose=0,
     ):
         self.backbone = backbone
         self.head = head
@@ -78,6 +79,7 @@ class _FeatureTransfer(BaseEstimator):
         self.random_state = random_state
         self.max_length = max_length
         self.missing = missing
+        self.verbose = verbose
 
     def _check_X(self, X, y=None, *, reset):
         """Tabular X gets sklearn's validation under this estimator's own name."""
@@ -104,7 +106,7 @@ class _FeatureTransfer(BaseEstimator):
         X, y = self._check_X(X, y, reset=True)
         y = self._check_target(y)
         self.features_ = PretrainedFeatures(
-            self.backbone, **{p: getattr(self, p) for p in BACKBONE_PARAMS}
+            self.backbone, **{p: getattr(self, p) for p in BACKBONE_PARAMS}, verbose=self.verbose
         )
         # float64 for the head: sklearn's solvers work in it and regressors must predict in it.
         Z = self.features_.fit_transform(X).astype(np.float64)
@@ -146,7 +148,7 @@ class _FeatureTransfer(BaseEstimator):
         # GPU-fitted model on a CPU-only machine) takes effect; a shallow copy leaves the
         # fitted state untouched.
         features = copy.copy(self.features_)
-        features.set_params(**{p: getattr(self, p) for p in RUNTIME_PARAMS})
+        features.set_params(**{p: getattr(self, p) for p in (*RUNTIME_PARAMS, "verbose")})
         return features.transform(self._check_X(X, reset=False)).astype(np.float64)
 
     def predict(self, X):
@@ -185,8 +187,9 @@ class FeatureTransferClassifier(ClassifierMixin, _FeatureTransfer):
         Fitted on the features; ``None`` means ``LogisticRegression(max_iter=1000)``.
         Its parameters are tunable as ``head__C`` in a grid search.
     weights, layer, pooling, image_size, batch_size, device, precision, cache, \
-num_workers, random_state
-        As in ``PretrainedFeatures``.
+num_workers, random_state, max_length, missing, verbose
+        As in ``PretrainedFeatures``; ``verbose > 0`` shows a progress bar over the rows
+        extracted (in ``fit`` and in every ``predict``) and their rows per second.
 
     Attributes
     ----------

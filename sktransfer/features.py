@@ -60,6 +60,10 @@ backbone_constraints = {
 }
 
 
+# PretrainedFeatures and FeatureTransfer* also take ``verbose`` (a progress bar over the rows).
+features_constraints = {**backbone_constraints, "verbose": ["verbose"]}
+
+
 def as_source(estimator, modality: str, X, *, reset: bool):
     """Validate ``X`` for ``modality`` into a source; tabular X goes through sklearn's checks."""
     if modality == "image":
@@ -177,9 +181,12 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
     precision : {"auto", "32", "bf16", "16"}, default="auto"
         ``"auto"`` is bf16 autocast on GPU and float32 on the CPU.
     cache : bool, str or path-like, default=True
-        Reuse features of rows seen before in this process (same content, same
-        backbone and settings; see ``sktransfer.feature_cache``); a directory path
-        also keeps them on disk, across processes and sessions.
+        Reuse features of rows seen before (same content, same backbone, code and
+        settings; see ``sktransfer.feature_cache``): in this process's memory and in a
+        directory on disk that parallel workers (``GridSearchCV(n_jobs=...)``, Dask
+        workers) and later sessions share. ``True`` uses ``feature_cache.directory``
+        (``$SKTRANSFER_CACHE_DIR``, else ``~/.cache/sktransfer``); a path uses that
+        directory; ``False`` caches nothing, neither in memory nor on disk.
     num_workers : int, default=0
         DataLoader worker processes that decode image files in parallel.
     random_state : int, RandomState or None, default=None
@@ -189,6 +196,9 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         takes the model's own limit (256 for all-MiniLM-L6-v2).
     missing : {"raise", "empty"}, default="raise"
         Text input: a None/NaN row is an error naming the row, or is embedded as "".
+    verbose : int, default=0
+        ``> 0``: a progress bar (tqdm; terminal or notebook) over the rows extracted,
+        then one line on stderr with the rows per second and the rows from the cache.
 
     Attributes
     ----------
@@ -209,7 +219,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
     (20, 3)
     """
 
-    _parameter_constraints = backbone_constraints
+    _parameter_constraints = features_constraints
 
     def __init__(
         self,
@@ -227,6 +237,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         random_state=None,
         max_length=None,
         missing="raise",
+        verbose=0,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -241,6 +252,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.max_length = max_length
         self.missing = missing
+        self.verbose = verbose
 
     def fit(self, X, y=None):
         """Load the backbone and check ``X``; no training happens."""
@@ -302,6 +314,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
             precision=self.precision,
             num_workers=self.num_workers,
             cache=self.cache,
+            verbose=self.verbose,
         )
 
     def get_feature_names_out(self, input_features=None):

@@ -14,9 +14,11 @@ from sktransfer.features import _templates
 
 
 @pytest.fixture(autouse=True)
-def clean_feature_cache():
+def clean_feature_cache(tmp_path_factory, monkeypatch):
     """Every test starts from an empty cache with zeroed counters and the default bound,
-    and with no backbone resolved before."""
+    with no backbone resolved before, and with a disk cache of its own (never the
+    user's ~/.cache): ``cache=True`` shares features through a directory."""
+    monkeypatch.setenv("SKTRANSFER_CACHE_DIR", str(tmp_path_factory.mktemp("feature-cache")))
     max_bytes = feature_cache.max_bytes
     feature_cache.clear()
     _templates.clear()

@@ -4,6 +4,7 @@ optionally on disk, and never carried by clone or pickle."""
 from __future__ import annotations
 
 import os
+import pathlib
 import pickle
 import threading
 
@@ -118,8 +119,11 @@ def test_memory_stays_within_max_bytes_and_keeps_the_most_recent_rows(table, row
     row_counter.seen.clear()
     pf.transform(X[40:])  # the 20 most recent rows
     assert row_counter.seen == []
-    pf.transform(X[:5])
-    assert sum(row_counter.seen) == 5
+    hits = feature_cache.info()["hits"]
+    pf.transform(X[:5])  # evicted from memory: read back from the disk cache, not extracted
+    assert row_counter.seen == []
+    assert feature_cache.info()["hits"] == hits + 5
+    assert feature_cache.info()["rows"] == 20
 
 
 def test_lowering_max_bytes_evicts_at_once():
@@ -268,3 +272,177 @@ def test_a_source_model_trained_after_its_features_were_cached_is_not_served_sta
     after = PretrainedFeatures(source).fit_transform(X)
     assert not np.allclose(after, before)
     np.testing.assert_allclose(after, PretrainedFeatures(source, cache=False).fit_transform(X))
+
+
+# --------------------------------------------------------------------------- on disk, shared
+
+
+class RowLogger(torch.nn.Module):
+    """A seeded tabular backbone that appends ``<pid> <rows>`` to a log file at each forward
+    call, so that rows computed in other processes are counted too."""
+
+    def __init__(self, log: str):
+        super().__init__()
+        self.log = log
+        g = torch.Generator().manual_seed(0)
+        self.linear = torch.nn.Linear(5, 3)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.randn(3, 5, generator=g))
+
+    def forward(self, x):
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()} {len(x)}\n")
+        return self.linear(x)
+
+
+def _logged(log) -> list[tuple[int, int]]:
+    if not os.path.exists(log):
+        return []
+    with open(log) as fh:
+        return [tuple(map(int, line.split())) for line in fh]
+
+
+def test_the_default_cache_is_on_disk_in_sktransfer_cache_dir(table, row_counter, tmp_path):
+    X = table[0]
+    first = PretrainedFeatures(row_counter()).fit_transform(X)
+    shards = list(pathlib.Path(os.environ["SKTRANSFER_CACHE_DIR"]).glob("*/*.npz"))
+    assert feature_cache.directory == os.environ["SKTRANSFER_CACHE_DIR"]
+    assert len(shards) >= 1
+    feature_cache.clear()  # what a new process (a search worker, a new session) starts with
+    row_counter.seen.clear()
+    np.testing.assert_array_equal(PretrainedFeatures(row_counter()).fit_transform(X), first)
+    assert row_counter.seen == []
+
+
+def test_cache_false_writes_nothing_to_disk(table, row_counter):
+    PretrainedFeatures(row_counter(), cache=False).fit_transform(table[0])
+    assert os.listdir(os.environ["SKTRANSFER_CACHE_DIR"]) == []
+
+
+def test_clear_with_disk_deletes_the_shards(table, row_counter):
+    X = table[0]
+    PretrainedFeatures(row_counter()).fit_transform(X)
+    feature_cache.clear(disk=True)
+    row_counter.seen.clear()
+    PretrainedFeatures(row_counter()).fit_transform(X)
+    assert sum(row_counter.seen) == len(X)  # every row extracted again
+
+
+def test_an_unwritable_cache_dir_warns_and_keeps_features_in_memory(
+    table, row_counter, monkeypatch, tmp_path
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("SKTRANSFER_CACHE_DIR", str(blocker / "cache"))
+    with pytest.warns(UserWarning, match="not writable.*SKTRANSFER_CACHE_DIR"):
+        pf = PretrainedFeatures(row_counter()).fit(table[0])
+    pf.transform(table[0])
+    row_counter.seen.clear()
+    pf.transform(table[0])
+    assert row_counter.seen == []
+
+
+def test_a_parallel_grid_search_extracts_each_row_once_across_processes(table, tmp_path):
+    from joblib.externals.loky import get_reusable_executor
+
+    # Fresh workers, started with this test's SKTRANSFER_CACHE_DIR in their environment.
+    get_reusable_executor().shutdown(wait=True)
+    X, y = table
+    log = str(tmp_path / "rows.log")
+    grid = {"head__C": [0.1, 1.0, 10.0]}
+    parallel = GridSearchCV(FeatureTransferClassifier(RowLogger(log)), grid, cv=3, n_jobs=2)
+    parallel.fit(X, y)
+    assert sum(rows for _, rows in _logged(log)) == len(X)
+    serial = GridSearchCV(FeatureTransferClassifier(RowLogger(log)), grid, cv=3).fit(X, y)
+    np.testing.assert_allclose(
+        parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
+    )
+
+
+def test_a_row_claimed_by_another_worker_is_waited_for_not_extracted_again(tmp_path):
+    cache_a, cache_b = FeatureCache(), FeatureCache()  # two processes' memory caches
+    keys = [bytes([i]) * 16 for i in range(15)]
+    started, go, computed = threading.Event(), threading.Event(), {}
+
+    def compute_a(wanted):
+        computed["a"] = wanted
+        started.set()
+        go.wait(10)
+        return np.array([[k[0], 1.0] for k in wanted], np.float32)
+
+    def compute_b(wanted):
+        computed["b"] = wanted
+        go.set()  # A finishes only once B has computed the rows nobody had claimed
+        return np.array([[k[0], 1.0] for k in wanted], np.float32)
+
+    a = threading.Thread(target=lambda: cache_a.fill("ns", keys[:10], compute_a, str(tmp_path)))
+    a.start()
+    assert started.wait(10)
+    got = cache_b.fill("ns", keys[5:], compute_b, str(tmp_path))
+    a.join()
+    assert computed == {"a": keys[:10], "b": keys[10:]}
+    np.testing.assert_array_equal(np.stack([got[k] for k in keys[5:]])[:, 0], np.arange(5, 15))
+
+
+def test_a_claim_left_by_a_dead_worker_is_taken_over(tmp_path):
+    keys = [bytes([i]) * 16 for i in range(4)]
+    folder = tmp_path / "ns"
+    folder.mkdir()
+    with open(folder / "dead.claim", "wb") as fh:  # written, never locked: its owner died
+        np.save(fh, np.frombuffer(b"".join(keys), np.uint8).reshape(4, 16))
+    got = FeatureCache().fill("ns", keys, lambda w: np.ones((len(w), 2), np.float32), str(tmp_path))
+    assert sorted(got) == keys
+    assert not (folder / "dead.claim").exists()
+
+
+def test_the_disk_cache_stays_within_max_disk_bytes(tmp_path):
+    cache = FeatureCache(max_disk_bytes=6000)
+    ns = "0" * 32 + "-cpu-auto"
+    for i in range(10):
+        keys = [bytes([i, j]) * 8 for j in range(10)]
+        cache.put(ns, keys, np.full((10, 32), i, np.float32), str(tmp_path))
+    sizes = [p.stat().st_size for p in tmp_path.glob("*/*.npz")]
+    assert 0 < sum(sizes) <= 6000
+    assert len(sizes) < 10
+    fresh = FeatureCache()  # the newest shard survives and reads back
+    got = fresh.get(ns, [bytes([9, 0]) * 8], str(tmp_path))
+    np.testing.assert_array_equal(got[bytes([9, 0]) * 8], np.full(32, 9, np.float32))
+
+
+def _net_class(factor: str):
+    """A module class named ``Net`` whose forward multiplies by ``factor``: the same
+    name, weights and repr, other code — as after editing a class between sessions."""
+    namespace = {"__name__": "user_code", "nn": torch.nn}
+    exec(
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.linear = nn.Linear(5, 3)\n"
+        "    def forward(self, x):\n"
+        f"        return self.linear(x) * {factor}\n",
+        namespace,
+    )
+    return namespace["Net"]
+
+
+def test_a_module_whose_forward_code_changed_is_not_served_old_features(table):
+    X = table[0]
+    torch.manual_seed(0)
+    old = _net_class("2.0")()
+    new = _net_class("3.0")()
+    new.load_state_dict(old.state_dict())
+    z_old = PretrainedFeatures(old).fit_transform(X)
+    feature_cache.clear()  # a new session: only the disk cache remains
+    z_new = PretrainedFeatures(new).fit_transform(X)
+    np.testing.assert_allclose(z_new, 1.5 * z_old, rtol=1e-5)
+
+
+def test_a_cache_directory_that_cannot_be_written_warns_and_still_gives_the_features(
+    table, row_counter, tmp_path
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    expected = PretrainedFeatures(row_counter(), cache=False).fit_transform(table[0])
+    with pytest.warns(UserWarning, match="could not write features to the cache directory"):
+        Z = PretrainedFeatures(row_counter(), cache=str(blocker)).fit_transform(table[0])
+    np.testing.assert_array_equal(Z, expected)
