@@ -125,6 +125,26 @@ class Predictor:
         return self.classes[torch.cat(out).numpy()]
 
 
+SHORT = {
+    "probe": PROBE,
+    "random": RANDOM,
+    "tutorial": (TORCH_TUTORIAL, HF_TUTORIAL),
+    "fastai": FASTAI,
+    "pixels": PIXELS,
+    "tfidf": TFIDF,
+}
+
+
+def only_methods(methods: dict, skip: list[str]) -> dict:
+    """``methods`` without the rows named in ``--skip`` (the default fine-tune always runs:
+    its resolved epochs set the other loops' budget)."""
+    names = set()
+    for key in skip:
+        val = SHORT[key]
+        names.update(val if isinstance(val, tuple) else (val,))
+    return {k: v for k, v in methods.items() if k not in names}
+
+
 def grid(methods: dict, sample: Callable, X_test, y_test, *, sizes, seeds, log=print):
     """Fit every method on every (N, seed) draw; the first method is the default fine-tune,
     whose resolved epochs set the others' budget.
@@ -347,7 +367,7 @@ def bench_images(args, *, fastai: bool, notes: list[str]) -> str:
     sizes = args.sizes or ([40] if args.quick else [100, 300, 1000, 3000])
     print(f"\nFashion-MNIST, 64 px, {n_test} test images, sizes {sizes}", flush=True)
     results, budgets = grid(
-        image_methods(quick=args.quick, fastai=fastai),
+        only_methods(image_methods(quick=args.quick, fastai=fastai), args.skip),
         sample,
         X_test,
         y_test,
@@ -450,7 +470,7 @@ def bench_text(args) -> str:
     sizes = args.sizes or ([40] if args.quick else [200, 1000])
     print(f"\nRotten Tomatoes, {n_test} test snippets of unseen movies, sizes {sizes}", flush=True)
     results, budgets = grid(
-        text_methods(quick=args.quick),
+        only_methods(text_methods(quick=args.quick), args.skip),
         sample,
         np.asarray(test["text"].to_numpy(dtype=object)),
         test["y"].to_numpy(),
@@ -487,6 +507,12 @@ def main(argv=None):
     parser.add_argument("--only", choices=["images", "text"], help="one data set only")
     parser.add_argument("--sizes", type=_sizes, help="training-set sizes, e.g. 100,300")
     parser.add_argument("--seeds", type=int, default=1, help="draws per size (default 1)")
+    parser.add_argument(
+        "--skip",
+        type=lambda t: [k for k in t.split(",") if k],
+        default=[],
+        help=f"rows to leave out, comma-separated, of {sorted(SHORT)}",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: must be >= 1.")
