@@ -397,10 +397,12 @@ class _FineTune(BaseEstimator):
         cbs += [(f"user_{i}", copy.deepcopy(cb)) for i, cb in enumerate(self.callbacks or [])]
         return cbs
 
-    def _head_features(self, data):
-        """Body features of the labelled training rows, computed once (through the cache)."""
-        tr, _ = self._split(data)
-        rows = tr[data["labelled"][tr]]
+    def _head_features(self, data, rows=None):
+        """Body features (computed once, through the cache) and targets of ``rows``, by
+        default the labelled training rows."""
+        if rows is None:
+            tr, _ = self._split(data)
+            rows = tr[data["labelled"][tr]]
         source = as_source(self, data["modality"], data["X"], reset=False)
         Z = extract(
             self.backbone_,
@@ -442,17 +444,7 @@ class _FineTune(BaseEstimator):
         ds = TrainingDataset(FeatureRows(Z), targets)
         valid = None
         if va is not None:
-            source = as_source(self, data["modality"], data["X"], reset=False)
-            Zv = extract(
-                self.backbone_,
-                _Subset(source, va),
-                batch_size=self.batch_size,
-                device=self.device_,
-                precision=self.precision,
-                num_workers=self.num_workers,
-                cache=self.cache,
-            )
-            tv = {k: v[va] for k, v in data["targets"].items() if k != "d"}
+            Zv, tv = self._head_features(data, va)
             valid = predefined_split(TrainingDataset(FeatureRows(Zv), tv))
         self._say(f"head on cached features: {epochs} epochs on {len(Z)} rows")
         cbs = self._callbacks(len(Z), epochs, self.lr_, True, va is not None)

@@ -515,3 +515,17 @@ def test_tabular_mlp_with_defaults_fits_a_separable_table():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         assert score > MLPClassifier((8,), random_state=0).fit(X, y).score(X, y)
+
+
+def test_head_only_sgd_with_early_stopping_validates_on_held_out_features():
+    X, y = tabular()
+    clf = FineTuneClassifier(
+        nn.Sequential(nn.Linear(5, 8), nn.ReLU()),
+        freeze="backbone",
+        linear_probe=False,
+        early_stopping=True,
+        random_state=0,
+    ).fit(X, y)
+    head = [h for h in clf.history_ if h["phase"] == "head"]
+    assert head and all("valid_loss" in h for h in head)
+    assert clf.score(X, y) > 0.7  # 8 random ReLU features, head by SGD: well above chance
