@@ -378,7 +378,7 @@ def body_family(module: nn.Module, modality: str) -> str:
 # training loss of 0.0025 (the body then gets almost no gradient and Adam's normalised
 # steps are noise), while on MiniLM sentence features C=0.05 already overfits 1,000
 # reviews (0.701 held-out vs 0.739 at the C that cross-validation picks, 0.001).
-PROBE_CS = (1e-3, 1e-2, 1e-1, 1.0)
+PROBE_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 PROBE_ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 # Below this many labelled rows in the rarest class, no 3-fold CV: a fixed C.
 PROBE_FALLBACK_C = 0.05
@@ -396,17 +396,21 @@ def fit_linear_probe(
     """(weight, bias, training loss, regularisation) of a linear head fitted to convergence
     on features Z.
 
-    A convex solver on standardised features, folded back into one ``nn.Linear`` acting on
-    the raw features: L-BFGS multinomial logistic regression for classes, its ``C`` chosen
-    from ``PROBE_CS`` by 3-fold cross-validated log-loss (``PROBE_FALLBACK_C`` when a class
-    has fewer than 3 rows); ridge for standardised targets, its alpha chosen from
-    ``PROBE_ALPHAS`` by leave-one-out. ``w`` are sample weights; ``class_weight``
+    A convex solver on centred features scaled by their mean spread, folded back into one
+    ``nn.Linear`` acting on the raw features: L-BFGS multinomial logistic regression for
+    classes, its ``C`` chosen from ``PROBE_CS`` by 3-fold cross-validated log-loss
+    (``PROBE_FALLBACK_C`` when a class has fewer than 3 rows); ridge for standardised
+    targets, its alpha chosen from ``PROBE_ALPHAS`` by leave-one-out. ``w`` are sample
+    weights; ``class_weight``
     multiplies them per class, as the fine-tuning loss does.
     """
     Z = np.asarray(Z, dtype=np.float64)
     mu = Z.mean(0)
-    sd = Z.std(0)
-    sd = np.where(sd > 1e-12, sd, 1.0)
+    # One scale for all features, not one per feature: dividing a nearly constant feature
+    # by its tiny spread gives it a huge weight, and training-time noise the probe never saw
+    # (dropout in a text encoder) then swings the logits (MiniLM: loss 0.31 -> 5.7 at the
+    # first unfrozen step with per-feature scaling).
+    sd = np.full(Z.shape[1], max(float(Z.std(0).mean()), 1e-12))
     Zs = (Z - mu) / sd
     sw = np.asarray(w, dtype=np.float64).copy()
     d = Z.shape[1]
