@@ -427,8 +427,11 @@ def fit_linear_probe(
         else:
             keep = sw > 0
             with warnings.catch_warnings():
-                # An unconverged L-BFGS head is still a good start for fine-tuning.
+                # An unconverged L-BFGS head is still a good start for fine-tuning; and
+                # LogisticRegressionCV's announcements of its own API changes are not the
+                # user's concern.
                 warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.simplefilter("ignore", FutureWarning)
                 if counts.min() >= 3:
                     lr = LogisticRegressionCV(
                         Cs=list(PROBE_CS), cv=3, scoring="neg_log_loss", max_iter=1000
