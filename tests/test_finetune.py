@@ -56,7 +56,7 @@ def test_freeze_backbone_keeps_body_parameters_and_batchnorm_buffers_bit_identic
     body = small_convnet()
     before = snapshot(body)
     X, y = images()
-    clf = FineTuneClassifier(body, freeze="backbone", max_epochs=3, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(body, freeze="backbone", random_state=0).fit(X, y)
     after = clf.backbone_.module.body.state_dict()
     assert set(after) == set(before)
     for k, v in before.items():
@@ -284,7 +284,7 @@ def test_fitted_estimator_as_backbone_starts_from_its_trained_body():
     source = FineTuneRegressor(
         nn.Sequential(nn.Linear(5, 8), nn.ReLU()), max_epochs=3, random_state=0
     ).fit(X, X[:, 0])
-    target = FineTuneClassifier(source, freeze="backbone", max_epochs=1, random_state=0).fit(X, y)
+    target = FineTuneClassifier(source, freeze="backbone", random_state=0).fit(X, y)
     src = source.backbone_.module.state_dict()
     tgt = target.backbone_.module.state_dict()
     assert all(torch.equal(src[k], tgt[k]) for k in src)
