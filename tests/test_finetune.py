@@ -75,9 +75,9 @@ def test_freeze_backbone_trains_the_head():
 def test_freeze_int_keeps_leading_blocks_and_their_batchnorm_stats_fixed():
     body = small_convnet()
     X, y = images()
-    clf = FineTuneClassifier(
-        body, freeze=1, batchnorm="train", max_epochs=2, random_state=0
-    ).fit(X, y)
+    clf = FineTuneClassifier(body, freeze=1, batchnorm="train", max_epochs=2, random_state=0).fit(
+        X, y
+    )
     trained = clf.backbone_.module.body.state_dict()
     blocks = param_blocks(clf.backbone_.module)
     first = {n.removeprefix("body.") for n in blocks[0]}
@@ -121,7 +121,7 @@ def test_string_labels_round_trip_through_predict():
 
 def test_integer_labels_not_starting_at_zero():
     X, y = tabular()
-    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=1, random_state=0)
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), random_state=0)
     clf.fit(X, y + 7)
     assert list(clf.classes_) == [7, 8]
     assert clf.predict_proba(X).shape == (len(X), 2)
@@ -142,7 +142,7 @@ def test_regressor_handles_one_and_multi_output_targets():
 def test_y_is_not_mutated():
     X, y = tabular()
     y_copy = y.copy()
-    FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), max_epochs=1, random_state=0).fit(X, y)
+    FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), random_state=0).fit(X, y)
     assert np.array_equal(y, y_copy)
 
 
@@ -152,14 +152,14 @@ def test_y_is_not_mutated():
 def test_random_state_makes_cpu_fits_bit_identical():
     X, y = tabular()
     body = nn.Sequential(nn.Linear(5, 8), nn.ReLU())
-    a = FineTuneClassifier(body, max_epochs=2, random_state=3).fit(X, y).predict_proba(X)
-    b = FineTuneClassifier(body, max_epochs=2, random_state=3).fit(X, y).predict_proba(X)
+    a = FineTuneClassifier(body, random_state=3).fit(X, y).predict_proba(X)
+    b = FineTuneClassifier(body, random_state=3).fit(X, y).predict_proba(X)
     assert np.array_equal(a, b)
 
 
 def test_each_fit_starts_again_from_the_pretrained_weights():
     X, y = tabular()
-    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=2, random_state=0)
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), random_state=0)
     first = clf.fit(X, y).predict_proba(X)
     second = clf.fit(X, y).predict_proba(X)
     assert np.array_equal(first, second)
@@ -217,9 +217,7 @@ def test_l2sp_feature_drift_falls_monotonically_to_nearly_frozen():
 
 def test_no_validation_split_unless_early_stopping():
     X, y = tabular()
-    plain = FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), max_epochs=2, random_state=0).fit(
-        X, y
-    )
+    plain = FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), random_state=0).fit(X, y)
     assert all("valid_loss" not in h for h in plain.history_)
     es = FineTuneClassifier(
         nn.Sequential(nn.Linear(5, 4)),
@@ -325,7 +323,7 @@ def test_unfitted_estimator_as_backbone_is_a_clear_error():
 
 def test_pickle_round_trip_predicts_identically():
     X, y = tabular()
-    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=1, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), random_state=0).fit(X, y)
     loaded = pickle.loads(pickle.dumps(clf))
     assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     assert loaded.backbone_.module is loaded.net_.module_.body
@@ -333,14 +331,14 @@ def test_pickle_round_trip_predicts_identically():
 
 def test_clone_carries_no_fitted_state():
     X, y = tabular()
-    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=1, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), random_state=0).fit(X, y)
     assert not hasattr(clone(clf), "net_")
 
 
 def test_grid_search_with_two_jobs():
     X, y = tabular()
     search = GridSearchCV(
-        FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), max_epochs=2, random_state=0),
+        FineTuneClassifier(nn.Sequential(nn.Linear(5, 8)), random_state=0),
         {"lr": [1e-3, 1e-2]},
         cv=2,
         n_jobs=2,
@@ -387,7 +385,7 @@ def test_a_fitted_source_survives_clone_in_a_grid_search():
         nn.Sequential(nn.Linear(5, 8), nn.ReLU()), max_epochs=2, random_state=0
     ).fit(X, X[:, 0])
     search = GridSearchCV(
-        FineTuneClassifier(source, max_epochs=1, random_state=0), {"l2sp": [0.0, 1e-2]}, cv=2
+        FineTuneClassifier(source, random_state=0), {"l2sp": [0.0, 1e-2]}, cv=2
     ).fit(X, y)
     assert hasattr(clone(search.best_estimator_).backbone, "net_")
 
