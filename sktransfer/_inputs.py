@@ -255,7 +255,8 @@ class ArrayImages:
         # hashlib reads contiguous rows through the buffer protocol, without a copy.
         return [_hash_bytes(meta, np.ascontiguousarray(self.X[i])) for i in rows]
 
-    def load(self, indices, preprocess: ImagePreprocess) -> torch.Tensor:
+    def raw(self, indices) -> torch.Tensor:
+        """Rows as a float (B, C, H, W) batch in [0, 1], before resizing or normalising."""
         batch = torch.from_numpy(np.ascontiguousarray(self.X[np.asarray(indices)]))
         if self.channel_axis is None:
             batch = batch[:, None]
@@ -264,7 +265,10 @@ class ArrayImages:
         batch = batch.float()  # X[indices] above is already a copy: no clone needed
         if self.scale != 1.0:
             batch.mul_(self.scale)
-        return preprocess(batch)
+        return batch
+
+    def load(self, indices, preprocess: ImagePreprocess) -> torch.Tensor:
+        return preprocess(self.raw(indices))
 
 
 class _SeparateImages:
@@ -280,11 +284,15 @@ class _SeparateImages:
     def _decode(self, i: int):
         raise NotImplementedError
 
+    def _tensor(self, i: int) -> torch.Tensor:
+        """Row ``i`` as a float (1, C, H, W) tensor in [0, 1]."""
+        t = torch.from_numpy(np.array(self._decode(i))).float().div_(255.0)
+        return t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+
     def load(self, indices, preprocess: ImagePreprocess) -> torch.Tensor:
         out, rows = [], [int(i) for i in indices]
         for i in rows:
-            t = torch.from_numpy(np.array(self._decode(i))).float().div_(255.0)
-            t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+            t = self._tensor(i)
             if preprocess.channels == 3 and t.shape[1] == 1:
                 t = t.expand(-1, 3, -1, -1)
             out.append(t)
@@ -342,6 +350,29 @@ class PILImages(_SeparateImages):
         return _to_rgb_or_grey(self.items[i])
 
 
+class ArrayListImages(_SeparateImages):
+    """A list of numpy images of different sizes: each row checked and read like an image
+    array of its own, resized one by one (as PIL images of different sizes are)."""
+
+    def __init__(self, items: Sequence, *, name: str = "X"):
+        self.name = name
+        self.items = []
+        for i, a in enumerate(items):
+            if np.ndim(a) not in (2, 3):
+                raise ValueError(
+                    f"{name} row {i} has shape {np.shape(a)}; each image must be (H, W) grey, "
+                    "(H, W, C) or (C, H, W)."
+                )
+            self.items.append(ArrayImages(np.asarray(a)[None], name=f"{name} row {i}"))
+
+    def row_keys(self, rows=None) -> list[bytes]:
+        rows = range(len(self.items)) if rows is None else rows
+        return [self.items[int(i)].row_keys()[0] for i in rows]
+
+    def _tensor(self, i: int) -> torch.Tensor:
+        return self.items[i].raw([0])
+
+
 class PathImages(_SeparateImages):
     """Image files, decoded lazily batch by batch; never all held in memory."""
 
@@ -349,6 +380,11 @@ class PathImages(_SeparateImages):
         self.items = [os.fspath(p) for p in items]
         self.name = name
         for i, p in enumerate(self.items):
+            if os.path.isdir(p):
+                raise ValueError(
+                    f"{name} row {i}: {p!r} is a directory, not an image file; pass the paths "
+                    f"of the images in it (e.g. sorted(glob.glob(os.path.join({p!r}, '*.png'))))."
+                )
             if not os.path.isfile(p):
                 raise FileNotFoundError(f"{name} row {i}: image file not found: {p!r}")
 
@@ -367,6 +403,11 @@ class PathImages(_SeparateImages):
             with Image.open(path) as img:
                 img.load()
                 return _to_rgb_or_grey(img)
+        except Image.DecompressionBombError as exc:
+            raise ValueError(
+                f"{self.name} row {i}: image file {path!r} is too large to decode safely: {exc} "
+                "Downsize the file, or, if you trust it, raise PIL.Image.MAX_IMAGE_PIXELS."
+            ) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise ValueError(
                 f"{self.name} row {i}: cannot read image file {path!r}: {exc}"
@@ -404,7 +445,7 @@ def _check_uniform_elements(items: Sequence, *, name: str) -> str:
 def as_images(X, *, name: str = "X"):
     """The image source for ``X``, or a clear ``ValueError``/``TypeError``."""
     X = _unwrap_pandas(X, name=name)
-    if isinstance(X, (ArrayImages, PILImages, PathImages)):
+    if isinstance(X, (ArrayImages, PILImages, PathImages, ArrayListImages)):
         return X
     if _is_pil(X) or _is_pathlike(X):
         raise TypeError(f"{name} is a single image; pass a list of images (e.g. [{name}]).")
@@ -433,9 +474,8 @@ def as_images(X, *, name: str = "X"):
         return PILImages(X, name=name)
     if kind == "path":
         return PathImages(X, name=name)
-    shapes = {np.shape(a) for a in X}
-    if len(shapes) > 1:
-        raise ValueError(f"{name} is a list of arrays of different shapes {sorted(shapes)[:3]}.")
+    if len({np.shape(a) for a in X}) > 1:
+        return ArrayListImages(X, name=name)
     return ArrayImages(np.stack(X), name=name)
 
 
@@ -484,15 +524,25 @@ class TextRows:
         return np.array([len(self.items[int(i)]) for i in rows])
 
 
+def _is_missing(s) -> bool:
+    """None, NaN, and pandas' missing markers (``pd.NA`` in "string" columns, ``NaT``)."""
+    if s is None or (isinstance(s, numbers.Real) and s != s):
+        return True
+    return type(s).__name__ in ("NAType", "NaTType") and type(s).__module__.startswith("pandas")
+
+
 def as_text(X, *, name: str = "X", missing: str = "raise") -> TextRows:
     """The text source for ``X``: strings only; ``missing="empty"`` maps None/NaN to ''."""
     X = _unwrap_pandas(X, name=name)
     if isinstance(X, str):
         raise TypeError(f"{name} is a single string; pass a list of strings (e.g. [{name}]).")
     if isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]  # one column of strings, as a one-column DataFrame gives
         if X.ndim != 1:
             raise ValueError(
-                f"{name} has shape {X.shape}; text input must be 1-D (one string a row)."
+                f"{name} has shape {X.shape}; text input must be 1-D (one string a row) or "
+                "one column."
             )
         X = X.tolist()
     if not isinstance(X, Sequence):
@@ -501,8 +551,7 @@ def as_text(X, *, name: str = "X", missing: str = "raise") -> TextRows:
         raise ValueError(f"{name} is empty: 0 texts were given.")
     out = []
     for i, s in enumerate(X):
-        is_missing = s is None or (isinstance(s, numbers.Real) and s != s)
-        if is_missing:
+        if _is_missing(s):
             if missing == "empty":
                 out.append("")
                 continue

@@ -5,7 +5,14 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    clone,
+    is_classifier,
+    is_regressor,
+)
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
@@ -13,7 +20,6 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
     _check_y,
-    check_consistent_length,
     check_is_fitted,
     has_fit_parameter,
     validate_data,
@@ -25,6 +31,8 @@ from .features import (
     RUNTIME_PARAMS,
     PretrainedFeatures,
     _set_input_tags,
+    check_backbone_params,
+    check_consistent_length_rows,
     clone_keeping_fitted_backbone,
     features_constraints,
 )
@@ -103,14 +111,20 @@ class _FeatureTransfer(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
+        check_backbone_params(self)
+        self._check_head()
         X, y = self._check_X(X, y, reset=True)
+        check_consistent_length_rows(X, y, sample_weight)
         y = self._check_target(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, np.empty((len(y), 0)), ensure_non_negative=True
+            )
         self.features_ = PretrainedFeatures(
             self.backbone, **{p: getattr(self, p) for p in BACKBONE_PARAMS}, verbose=self.verbose
         )
         # float64 for the head: sklearn's solvers work in it and regressors must predict in it.
         Z = self.features_.fit_transform(X).astype(np.float64)
-        check_consistent_length(Z, y)
         head = clone(self.head) if self.head is not None else self._default_head()
         fit_params = {}
         if sample_weight is not None:
@@ -119,13 +133,31 @@ class _FeatureTransfer(BaseEstimator):
                     f"sample_weight was given but the head {type(head).__name__} does not accept "
                     "it in fit; choose a head that does, or drop sample_weight."
                 )
-            fit_params["sample_weight"] = _check_sample_weight(sample_weight, Z)
+            fit_params["sample_weight"] = sample_weight
         self.head_ = head.fit(Z, y, **fit_params)
         self.backbone_ = self.features_.backbone_
         self.n_features_out_ = self.features_.n_features_out_
         if hasattr(self.head_, "classes_"):
             self.classes_ = self.head_.classes_
         return self
+
+    def _check_head(self):
+        """A classifier needs a classifier head, a regressor a regressor: said before any
+        extraction, not discovered as float predictions and no ``classes_``."""
+        head = self.head
+        if head is None:
+            return
+        classifying = not self._y_numeric
+        if (is_regressor(head) if classifying else is_classifier(head)) or not hasattr(
+            head, "predict"
+        ):
+            need, other = (
+                ("classifier", "Regressor") if classifying else ("regressor", "Classifier")
+            )
+            raise TypeError(
+                f"head={type(head).__name__}(...) is not a {need}; {type(self).__name__} needs "
+                f"a {need} head. For this head use FeatureTransfer{other}."
+            )
 
     def set_params(self, **params):
         # head=None stands for the default head; ``head__C`` then tunes that default,

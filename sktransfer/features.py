@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import os
 import re
+import tempfile
 import threading
+import warnings
 from collections import OrderedDict
 from numbers import Integral
 
@@ -21,7 +23,7 @@ from . import backbones as _backbones
 from ._device import PRECISIONS, resolve_device
 from ._extract import extract, forward_rows
 from ._inputs import TabularRows, as_images, as_text
-from .backbones import POOLINGS, _fitted_backbone, resolve_backbone, spec_modality
+from .backbones import POOLINGS, _fitted_backbone, check_spec, resolve_backbone, spec_modality
 from .backbones._base import on_cpu
 from .backbones._vision import _Seed
 
@@ -62,6 +64,90 @@ backbone_constraints = {
 
 # PretrainedFeatures and FeatureTransfer* also take ``verbose`` (a progress bar over the rows).
 features_constraints = {**backbone_constraints, "verbose": ["verbose"]}
+
+
+def check_backbone_params(estimator) -> None:
+    """What sklearn's constraints cannot say, checked before any input is read or weights
+    load: the backbone spec, the shape of ``image_size``, a writable ``cache`` folder."""
+    check_spec(estimator.backbone)
+    size = estimator.image_size
+    if isinstance(size, (tuple, list)) and not (
+        len(size) == 2 and all(isinstance(v, Integral) and v >= 1 for v in size)
+    ):
+        raise ValueError(
+            f"image_size={size!r} must be an int or a (height, width) pair of positive ints."
+        )
+    weights = estimator.weights
+    if isinstance(weights, str) and (
+        os.sep in weights or "/" in weights or weights.endswith(_WEIGHT_SUFFIXES)
+    ):
+        if os.path.isdir(weights):
+            raise ValueError(f"weights={weights!r} is a directory; pass a state_dict file.")
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(
+                f"weights={weights!r}: no such state_dict file; pass an existing path, "
+                "'DEFAULT' for the pretrained weights or None for a random init."
+            )
+    cache = estimator.cache
+    if isinstance(cache, (str, os.PathLike)) and not isinstance(cache, bool):
+        folder = os.fspath(cache)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise ValueError(
+                f"cache={folder!r} is not a writable directory ({exc.strerror or exc}); pass a "
+                "folder you can write to, cache=True for the shared default, or cache=False."
+            ) from None
+
+
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+# Sizes far above the weights' own cost time quadratically and rarely help.
+_OVERSIZE = 4
+
+
+def warn_oversized(bb, image_size) -> None:
+    """Warn when ``image_size`` is far above the size the weights were trained at."""
+    native = bb.native_size
+    if image_size is None or not native:
+        return
+    size = max((image_size,) * 2 if isinstance(image_size, Integral) else image_size)
+    if size > _OVERSIZE * native:
+        warnings.warn(
+            f"image_size={image_size!r} is {size / native:.0f}x the {native} px the weights of "
+            f"{bb.name!r} were trained at: every image costs ~{(size / native) ** 2:.0f}x the "
+            "compute and features rarely improve. Leave image_size=None for the native size.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def n_rows(X) -> int | None:
+    """Rows of any input kind (arrays, tensors, lists, pandas) without reading them; None
+    for a scalar."""
+    shape = getattr(X, "shape", None)
+    if isinstance(shape, tuple):  # first: len() of a scipy dok matrix counts its entries
+        return shape[0] if shape else None
+    try:
+        return len(X)
+    except TypeError:
+        return None
+
+
+def check_consistent_length_rows(X, y, sample_weight=None) -> None:
+    """X, y (and sample_weight) of one length, said before any row is read or embedded."""
+    lengths = {"X": n_rows(X), "y": n_rows(y)}
+    if sample_weight is not None:
+        lengths["sample_weight"] = n_rows(sample_weight)
+    lengths = {k: v for k, v in lengths.items() if v is not None}  # scalars: checked later
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            "inconsistent numbers of rows: "
+            + ", ".join(f"{k} has {v}" for k, v in lengths.items())
+            + "; pass one label (and weight) per row of X."
+        )
 
 
 def as_source(estimator, modality: str, X, *, reset: bool):
@@ -257,6 +343,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Load the backbone and check ``X``; no training happens."""
         self._validate_params()
+        check_backbone_params(self)
         modality = spec_modality(self.backbone, X)
         source = as_source(self, modality, X, reset=True)
         seed = seed_of(self.random_state)
@@ -276,6 +363,8 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         bb.modality = modality
         if modality != "image":
             bb.preprocess = None
+        else:
+            warn_oversized(bb, self.image_size)
         device = resolve_device(self.device)
         if any(is_lazy(t) for t in [*bb.module.parameters(), *bb.module.buffers()]):
             # Lazy modules (nn.LazyLinear) take their shape, seeded, from one row.

@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, _check_y, check_is_fitted, validate_data
-from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
 from torch import nn
 
@@ -54,6 +54,8 @@ from .features import (
     PretrainedFeatures,
     as_source,
     backbone_constraints,
+    check_backbone_params,
+    check_consistent_length_rows,
     clone_keeping_fitted_backbone,
     seed_of,
 )
@@ -164,6 +166,7 @@ class _FineTune(BaseEstimator):
         are unlabelled target rows: they enter only the ``adaptation`` term.
         """
         self._validate_params()
+        self._check_params()
         with _Seed(seed_of(self.random_state)):
             continuing = self._continuing()
             data = self._prepare(X, y, sample_weight, sample_domain, reset=not continuing)
@@ -192,6 +195,7 @@ class _FineTune(BaseEstimator):
         first = not hasattr(self, "net_")
         if first:
             self._validate_params()
+            self._check_params()
         with _Seed(seed_of(self.random_state) if first else None):
             data = self._prepare(X, y, sample_weight, None, reset=first, classes=classes)
             if first:
@@ -199,6 +203,18 @@ class _FineTune(BaseEstimator):
                 self._resolve_budget(data)
             self._train_all(data, 1, schedule=False)
         return self
+
+    def _check_params(self):
+        """Checks sklearn's constraints cannot express, before any row is read."""
+        check_backbone_params(self)
+        for i, cb in enumerate(self.callbacks or []):
+            obj = cb[1] if isinstance(cb, tuple) and len(cb) == 2 else cb
+            if not isinstance(obj, Callback):
+                raise TypeError(
+                    f"callbacks[{i}] is a {type(obj).__name__} ({obj!r:.40}); expected a skorch "
+                    "Callback instance (e.g. skorch.callbacks.EpochScoring(...)) or a "
+                    "(name, callback) pair."
+                )
 
     def _continuing(self):
         return self.warm_start and hasattr(self, "net_")
@@ -208,6 +224,7 @@ class _FineTune(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
+        check_consistent_length_rows(X, y, sample_weight)
         modality = spec_modality(self.backbone, X) if reset else self.modality_
         if modality == "tabular":
             X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
@@ -220,8 +237,6 @@ class _FineTune(BaseEstimator):
                 )
             y = _check_y(y, multi_output=regression, y_numeric=regression, estimator=self)
         y = np.asarray(y)  # never written to: encodings below are new arrays
-        if len(y) != _n_rows(X):
-            raise ValueError(f"X has {_n_rows(X)} rows but y has {len(y)}.")
         if self.adaptation is None:
             labelled, domain = np.ones(len(y), bool), np.ones(len(y), np.int8)
         else:
@@ -229,7 +244,10 @@ class _FineTune(BaseEstimator):
         y_enc = self._encode_target(y, labelled, reset=reset, classes=classes)
         w = np.ones(len(y), dtype=np.float32)
         if sample_weight is not None:
-            w = _check_sample_weight(sample_weight, np.empty((len(y), 0)), dtype=np.float32)
+            # Negative weights would make the loss reward the wrong label.
+            w = _check_sample_weight(
+                sample_weight, np.empty((len(y), 0)), dtype=np.float32, ensure_non_negative=True
+            )
         w = w * labelled
         targets = {"y": y_enc, "w": w.astype(np.float32)}
         if self.adaptation is not None:
@@ -640,13 +658,6 @@ class _Subset:
 
     def load(self, idx, preprocess=None):
         return self.source.load(self.rows[np.asarray(idx)], preprocess)
-
-
-def _n_rows(X):
-    try:
-        return len(X)
-    except TypeError:
-        return X.shape[0]
 
 
 class FineTuneClassifier(ClassifierMixin, _FineTune):

@@ -437,12 +437,14 @@ def test_a_module_whose_forward_code_changed_is_not_served_old_features(table):
     np.testing.assert_allclose(z_new, 1.5 * z_old, rtol=1e-5)
 
 
-def test_a_cache_directory_that_cannot_be_written_warns_and_still_gives_the_features(
+def test_a_cache_directory_the_user_names_but_cannot_be_written_is_an_error_up_front(
     table, row_counter, tmp_path
 ):
+    """An explicit ``cache=path`` is a request: failing to honour it is an error before any
+    row is embedded, not a warning (``cache=True``'s default folder warns instead)."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    expected = PretrainedFeatures(row_counter(), cache=False).fit_transform(table[0])
-    with pytest.warns(UserWarning, match="could not write features to the cache directory"):
-        Z = PretrainedFeatures(row_counter(), cache=str(blocker)).fit_transform(table[0])
-    np.testing.assert_array_equal(Z, expected)
+    for where in (blocker, blocker / "sub"):
+        with pytest.raises(ValueError, match="is not a writable directory"):
+            PretrainedFeatures(row_counter(), cache=str(where)).fit_transform(table[0])
+    assert row_counter.seen == []

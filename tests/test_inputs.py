@@ -360,3 +360,13 @@ def test_an_image_gets_the_same_model_input_alone_and_in_any_batch(image_files, 
         for batch in batches:
             inside = images.load(batch, RESIZE_CROP)[batch.index(row)]
             torch.testing.assert_close(inside, alone, rtol=0, atol=1e-6)
+
+
+def test_a_list_of_numpy_images_of_different_sizes_reads_like_the_same_pil_images(photos):
+    """Arrays of different sizes were refused while the same images as PIL worked."""
+    kw = {"image_size": 16}
+    as_pil = features([Image.fromarray(a) for a in photos], **kw)
+    np.testing.assert_allclose(features(list(photos), **kw), as_pil, atol=1e-6)
+    # A float image in [0, 1] among them is read as such, not divided by 255 again.
+    mixed = [photos[0].astype(np.float32) / 255, *photos[1:]]
+    np.testing.assert_allclose(features(mixed, **kw), as_pil, atol=1e-5)

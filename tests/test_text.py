@@ -434,3 +434,18 @@ def test_max_length_and_missing_are_estimator_parameters():
 def test_max_length_on_an_image_backbone_is_a_clear_error():
     with pytest.raises(ValueError, match="max_length=8 applies to text backbones"):
         PretrainedFeatures("efficientnet_lite0", max_length=8).fit(np.zeros((2, 8, 8), np.uint8))
+
+
+def test_a_one_column_string_array_and_pandas_missing_markers_are_read_like_a_list(minilm):
+    """A (N, 1) array is the one-column DataFrame a ColumnTransformer passes; pd.NA is the
+    missing marker of pandas' "string" dtype, embedded as "" with missing='empty'."""
+    texts = ["a good film", "a dull film"]
+    want = minilm.transform(texts)
+    np.testing.assert_allclose(minilm.transform(np.array(texts)[:, None]), want, atol=1e-6)
+    emb = (
+        copy.copy(minilm)
+        .set_params(missing="empty")
+        .transform(pd.Series([texts[0], pd.NA], dtype="string"))
+    )
+    np.testing.assert_allclose(emb[0], want[0], atol=1e-6)
+    np.testing.assert_allclose(emb[1], minilm.transform([""])[0], atol=1e-6)

@@ -32,6 +32,7 @@ __all__ = [
     "register_backbone",
     "list_backbones",
     "resolve_backbone",
+    "check_spec",
     "param_blocks",
     "POOLINGS",
 ]
@@ -112,9 +113,24 @@ def spec_modality(spec, X=None) -> str:
         return "image"
     fitted = _fitted_backbone(spec)
     modality = fitted.modality if fitted is not None else None
+    if modality is None and isinstance(spec, nn.Module):
+        modality = _module_modality(spec)
     if modality is None and X is not None:
         modality = "image" if looks_like_images(X) else "tabular"
     return modality or "tabular"
+
+
+def _module_modality(module: nn.Module) -> str | None:
+    """"image" for a module whose first weighted layer is a 2-D convolution, "tabular"
+    for one that starts with a linear layer, None (read it from X) otherwise."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.LazyConv2d)):
+            return "image"
+        if isinstance(m, (nn.Linear, nn.LazyLinear)):
+            return "tabular"
+        if isinstance(m, (nn.Embedding, nn.Conv1d, nn.RNNBase, nn.MultiheadAttention)):
+            return None
+    return None
 
 
 def resolve_backbone(
@@ -160,19 +176,74 @@ def resolve_backbone(
         raise TypeError(
             f"backbone={spec.__name__} is a class; pass an instance, e.g. {spec.__name__}()."
         )
-    elif hasattr(spec, "fit") and hasattr(spec, "get_params"):
-        raise ValueError(
-            f"backbone={type(spec).__name__}(...) is not fitted; fit it on the source task first "
-            "(its trained network becomes the source model)."
-        )
     else:
-        raise TypeError(
-            f"backbone={spec!r} ({type(spec).__name__}) is not a backbone spec: pass a name "
-            "(see sktransfer.list_backbones()), an nn.Module, or a fitted sktransfer estimator."
-        )
+        check_spec(spec)
+        raise AssertionError(f"unreachable: {spec!r}")  # pragma: no cover
+    if bb.preprocess is not None and bb.preprocess.crop is not None and bb.native_size is None:
+        bb.native_size = max(bb.preprocess.crop)
     if image_size is not None and bb.preprocess is not None:
         bb.preprocess = bb.preprocess.with_image_size(image_size)
     return bb
+
+
+def check_spec(spec) -> None:
+    """Raise, before any input is read or weights load, when ``spec`` cannot be a backbone.
+
+    Names are looked up (registry, saved Hugging Face folders, torchvision, timm) without
+    building anything; modules and fitted estimators pass; anything else is explained.
+    """
+    if isinstance(spec, str):
+        if (
+            spec in _REGISTRY
+            or is_hf_dir(spec)
+            or spec.startswith("timm/")
+            or spec in torchvision_names()
+        ):
+            return
+        try:
+            timm = require("timm", "timm")
+        except ImportError:
+            timm = None
+        if timm is not None and timm.is_model(spec):
+            return
+        raise ValueError(_unknown_name(spec))
+    if isinstance(spec, (Backbone, nn.Module)) or _fitted_backbone(spec) is not None:
+        return
+    if inspect.isclass(spec) and issubclass(spec, nn.Module):
+        raise TypeError(
+            f"backbone={spec.__name__} is a class; pass an instance, e.g. {spec.__name__}()."
+        )
+    if hasattr(spec, "fit") and hasattr(spec, "get_params"):
+        name = type(spec).__name__
+        if any(k.endswith("_") and not k.startswith("_") for k in vars(spec)):
+            raise TypeError(
+                f"backbone={name}(...) is a fitted estimator with no torch network: a backbone "
+                "is a model name, an nn.Module, or a fitted sktransfer estimator or skorch net. "
+                f"To fit {name} on the features, pass it as head=."
+            )
+        raise ValueError(
+            f"backbone={name}(...) is not fitted; fit it on the source task first "
+            "(its trained network becomes the source model)."
+        )
+    raise TypeError(
+        f"backbone={spec!r} ({type(spec).__name__}) is not a backbone spec: pass a name "
+        "(see sktransfer.list_backbones()), an nn.Module, or a fitted sktransfer estimator."
+    )
+
+
+def _unknown_name(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_REGISTRY) + torchvision_names(), n=3)
+    text = [n for n, e in _REGISTRY.items() if e.modality == "text"]
+    return (
+        f"backbone={name!r} is not a known model name"
+        + (f"; did you mean {close}?" if close else ".")
+        + " Registered: "
+        + ", ".join(_REGISTRY)
+        + "; any torchvision classification model; timm models as 'timm/<name>' "
+        "(pip install 'sktransfer[timm]'); text encoders: "
+        + ", ".join(text)
+        + " or a folder saved with save_pretrained."
+    )
 
 
 def _is_text_name(name: str) -> bool:
@@ -196,15 +267,7 @@ def _resolve_name(name: str, **kw) -> Backbone:
         timm = None
     if timm is not None and timm.is_model(name):
         return build_timm(name, **kw)
-    close = difflib.get_close_matches(name, list(_REGISTRY) + tv, n=3)
-    raise ValueError(
-        f"backbone={name!r} is not a known model name"
-        + (f"; did you mean {close}?" if close else ".")
-        + " Registered: "
-        + ", ".join(_REGISTRY)
-        + "; any torchvision classification model; timm models as 'timm/<name>' "
-        "(pip install 'sktransfer[timm]')."
-    )
+    raise ValueError(_unknown_name(name))
 
 
 def _from_module(module: nn.Module, *, layer, pooling) -> Backbone:

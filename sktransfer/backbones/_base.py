@@ -96,6 +96,7 @@ class Backbone:
     head: nn.Module | None = None
     dim: int | None = None
     fingerprint: str | None = field(default=None)
+    native_size: int | None = None  # the weights' own crop size (px), before image_size
 
     @property
     def is_conv(self) -> bool:
