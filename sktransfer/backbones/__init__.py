@@ -121,7 +121,7 @@ def spec_modality(spec, X=None) -> str:
 
 
 def _module_modality(module: nn.Module) -> str | None:
-    """"image" for a module whose first weighted layer is a 2-D convolution, "tabular"
+    """ "image" for a module whose first weighted layer is a 2-D convolution, "tabular"
     for one that starts with a linear layer, None (read it from X) otherwise."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.LazyConv2d)):
