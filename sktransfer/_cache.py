@@ -61,7 +61,40 @@ def default_cache_dir() -> str:
 
 class FeatureCache:
     """LRU over rows, bounded by ``max_bytes`` of feature data in memory and by
-    ``max_disk_bytes`` of shards in each directory."""
+    ``max_disk_bytes`` of shards in each directory.
+
+    One instance per process, ``sktransfer.feature_cache``, serves every estimator;
+    set its bounds there rather than making another.
+
+    Parameters
+    ----------
+    max_bytes : int, default=2 GiB
+        Bytes of feature data kept in memory; the least recently used rows go first.
+        Settable later (``feature_cache.max_bytes = ...``).
+    max_disk_bytes : int or None, default=None
+        Bytes of shards kept in each cache directory; ``None`` reads
+        ``$SKTRANSFER_CACHE_MAX_DISK_BYTES``, else 10 GiB.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from sktransfer import PretrainedFeatures, feature_cache
+    >>> X = np.random.RandomState(0).rand(20, 5)
+    >>> features = PretrainedFeatures(nn.Sequential(nn.LazyLinear(8)), random_state=0)
+    >>> feature_cache.clear()
+    >>> Z = features.fit_transform(X)
+    >>> len(feature_cache)  # one cached row per row of X
+    20
+    >>> hits = feature_cache.hits
+    >>> np.array_equal(features.transform(X), Z)
+    True
+    >>> feature_cache.hits - hits  # every row came from the cache, none was recomputed
+    20
+    >>> feature_cache.clear()  # empties memory; clear(disk=True) also deletes the shards
+    >>> len(feature_cache)
+    0
+    """
 
     def __init__(self, max_bytes: int = 2 * 1024**3, max_disk_bytes: int | None = None):
         self._rows: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()

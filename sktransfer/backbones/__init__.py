@@ -53,9 +53,34 @@ def register_backbone(
 ) -> None:
     """Register ``builder`` under ``name`` so that ``backbone=name`` works everywhere.
 
-    ``builder(weights=..., layer=..., pooling=..., random_state=...)`` returns a
-    ``Backbone``; it is called in ``fit``, never at import or in ``__init__``.
-    Registering an existing name replaces it.
+    Parameters
+    ----------
+    name : str
+        The name estimators take as ``backbone=``. Registering an existing name
+        replaces it.
+    builder : callable
+        ``builder(weights=..., layer=..., pooling=..., random_state=...)`` returns a
+        ``Backbone`` (text builders also get ``max_length=`` when the user sets it);
+        it is called in ``fit``, never at import or in ``__init__``.
+    modality : {"image", "tabular", "text"}, default="image"
+        What input the backbone takes, known without building it.
+    description : str, default=""
+        One line for the user (where the weights come from, what they were trained on).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from sktransfer import Backbone, PretrainedFeatures, list_backbones, register_backbone
+    >>> def build_projection(weights="DEFAULT", layer=None, pooling="avg", random_state=None):
+    ...     return Backbone(module=nn.Linear(4, 2), modality="tabular", preprocess=None,
+    ...                     name="projection")
+    >>> register_backbone("projection", build_projection, modality="tabular")
+    >>> "projection" in list_backbones()
+    True
+    >>> features = PretrainedFeatures("projection").fit(np.ones((3, 4)))
+    >>> features.get_feature_names_out()
+    array(['projection_0', 'projection_1'], dtype=object)
     """
     if modality not in ("image", "tabular", "text"):
         raise ValueError(f"modality={modality!r} must be 'image', 'tabular' or 'text'.")
@@ -63,7 +88,27 @@ def register_backbone(
 
 
 def list_backbones(*, include_torchvision: bool = False) -> list[str]:
-    """Registered names (the packaged, offline models first); torchvision's on request."""
+    """Registered names (the packaged, offline models first); torchvision's on request.
+
+    Parameters
+    ----------
+    include_torchvision : bool, default=False
+        Also list torchvision's classification models (their weights download on first
+        use, so they need a network or a filled torch hub cache).
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> from sktransfer import list_backbones
+    >>> list_backbones()[:4]
+    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'all-MiniLM-L6-v2']
+
+    ``list_backbones(include_torchvision=True)`` adds ``"resnet18"`` and the rest of
+    torchvision's models (importing ``torchvision.models`` takes a few seconds).
+    """
     names = list(_REGISTRY)
     if include_torchvision:
         names += [n for n in torchvision_names() if n not in _REGISTRY]
@@ -145,7 +190,31 @@ def resolve_backbone(
 ) -> Backbone:
     """Build (and load the weights of) the backbone ``spec`` names. Never mutates ``spec``.
 
-    ``max_length`` (tokens) applies to text backbones named by a string only.
+    Estimators call it in ``fit``; call it yourself to see what a spec resolves to.
+
+    Parameters
+    ----------
+    spec : str, nn.Module, Backbone or fitted estimator
+        A registered name (``list_backbones()``), a torchvision or timm model name, an
+        ``nn.Module`` (copied, its output pooled), or a fitted sktransfer estimator or
+        skorch net (its trained network).
+    weights, layer, pooling, random_state, image_size
+        As in ``PretrainedFeatures``.
+    max_length : int or None, default=None
+        Tokens kept per text; applies to text backbones named by a string only.
+
+    Returns
+    -------
+    Backbone
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sktransfer import resolve_backbone
+    >>> bb = resolve_backbone(nn.Sequential(nn.Linear(5, 3), nn.ReLU()))
+    >>> bb.name, bb.module(torch.ones(2, 5)).shape
+    ('Sequential', torch.Size([2, 3]))
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}.")

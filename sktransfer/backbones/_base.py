@@ -72,7 +72,10 @@ def pool(out: torch.Tensor, pooling: str) -> torch.Tensor:
 class Backbone:
     """A source model resolved for use: see ``resolve_backbone``.
 
-    Attributes
+    Builders given to ``register_backbone`` return one; the parameters are also its
+    attributes.
+
+    Parameters
     ----------
     module : nn.Module
         Maps a model-ready batch to (batch, dim) features.
@@ -86,6 +89,22 @@ class Backbone:
         Turns a raw batch (e.g. a list of strings) into module input (e.g. tokens).
     head : nn.Module or None
         The source task's own classifier, kept for source-probability scores (LEEP).
+    dim : int or None
+        Number of features; ``None`` until the first batch has been through ``module``.
+    fingerprint : str or None
+        Content hash of weights, architecture and preprocessing (the feature cache's
+        key); ``None`` until computed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sktransfer import Backbone
+    >>> bb = Backbone(module=nn.Linear(4, 2), modality="tabular", preprocess=None, name="linear")
+    >>> bb.module(torch.ones(3, 4)).shape
+    torch.Size([3, 2])
+    >>> len(bb.compute_fingerprint())
+    32
     """
 
     module: nn.Module
