@@ -94,6 +94,9 @@ class Backbone:
     fingerprint : str or None
         Content hash of weights, architecture and preprocessing (the feature cache's
         key); ``None`` until computed.
+    native_size : int or None
+        The crop size (px) the weights were trained at, kept when ``image_size``
+        overrides it (far larger sizes warn); ``None`` when unknown.
 
     Examples
     --------
