@@ -116,6 +116,12 @@ class CORAL(WrappingAdapter):
         Returns
         -------
         self : CORAL
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: there is nothing to align to, and
+            ``estimator`` is fitted on the rows as given.
         """
         self._fit_alignment(X, y, sample_domain)
         return self

@@ -184,6 +184,12 @@ class ImportanceWeighting(WrappingAdapter):
         Returns
         -------
         self : ImportanceWeighting
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: every source row then weighs 1, and
+            ``estimator`` is fitted on the source rows alone.
         """
         X, y, domains = validate_fit(self, X, y, sample_domain)
         check_accepts_sample_weight(self.estimator, type(self).__name__)

@@ -122,6 +122,12 @@ class SourceWeighted(WrappingAdapter):
         Returns
         -------
         self : SourceWeighted
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: ``estimator`` is then fitted on the source
+            rows alone (``source_weight_`` 1.0).
         """
         X, y, domains = validate_fit(self, X, y, sample_domain)
         if domains.target.any() and not domains.labelled_target.any():

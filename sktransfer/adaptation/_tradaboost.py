@@ -221,6 +221,12 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
         Returns
         -------
         self : TrAdaBoostClassifier
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: one round, on the source rows alone, with
+            no target error to measure (``estimator_errors_`` NaN).
         """
         return self._boost(X, y, sample_domain)
 
@@ -380,6 +386,12 @@ class TrAdaBoostR2(RegressorMixin, MetaEstimatorMixin, BaseEstimator):
         Returns
         -------
         self : TrAdaBoostR2
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: one round, on the source rows alone
+            (``best_step_`` 0, ``cv_errors_`` NaN).
         """
         X_fit, y_fit, is_source = _training_rows(self, X, y, sample_domain)
         y_fit = y_fit.astype(float)
