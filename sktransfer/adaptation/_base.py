@@ -13,6 +13,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 
+import joblib
 import numpy as np
 import scipy.sparse as sp
 import sklearn
@@ -38,7 +39,7 @@ UNLABELLED = -1
 class NoTargetRowsWarning(UserWarning):
     """An adaptation estimator was fitted without target rows, so it did not adapt.
 
-    Raised when no row has ``sample_domain < 0`` (or, without ``sample_domain``, no
+    Issued when no row has ``sample_domain < 0`` (or, without ``sample_domain``, no
     row has ``y == -1``, NaN for regressors). The estimator then fits its
     ``estimator`` on the source rows alone, the model a user who forgot
     ``sample_domain`` would otherwise have fitted by hand.
@@ -296,14 +297,14 @@ def validate_fit(estimator, X, y, sample_domain):
 
 
 def _caller_stacklevel() -> int:
-    """``stacklevel`` of the first frame outside sktransfer and scikit-learn.
+    """``stacklevel`` of the first frame outside sktransfer, scikit-learn and joblib.
 
     The warning then points at the user's line (``model.fit(...)``, or the
-    ``GridSearchCV.fit`` that called it), and Python shows it once per such line.
+    ``cross_validate(...)`` that called it), and Python shows it once per such line.
     """
     packages = tuple(
         os.path.dirname(os.path.abspath(module.__file__)) + os.sep
-        for module in (sklearn, sys.modules[__name__.split(".")[0]])
+        for module in (sklearn, joblib, sys.modules[__name__.split(".")[0]])
     )
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_code.co_filename.startswith(packages):
