@@ -11,6 +11,7 @@ from scipy.optimize import minimize
 from scipy.stats import spearmanr
 from sklearn import config_context
 from sklearn.base import clone, is_classifier, is_regressor
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
@@ -19,8 +20,9 @@ from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit, cross_validate
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
+from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import (
     check_get_params_invariance,
     check_no_attributes_set_in_init,
@@ -32,6 +34,7 @@ from sktransfer.adaptation import (
     CORAL,
     ImportanceWeightedScorer,
     ImportanceWeighting,
+    NoTargetRowsWarning,
     PredictionEntropyScorer,
     SourceTargetShuffleSplit,
     SourceWeighted,
@@ -105,7 +108,6 @@ def test_without_sample_domain_unlabelled_rows_are_the_target():
 @pytest.mark.parametrize(
     ("sample_domain", "message"),
     [
-        (np.array([0, 0, 0, 0]), "No target rows"),
         (np.array([-1, -1, -1, -1]), "No source rows"),
         (np.array([0, -1, -1]), "sample_domain has 3 entries but X has 4 rows"),
         (np.array([0.0, 0.0, -1.0, -1.0]), "must hold integers"),
@@ -117,6 +119,38 @@ def test_bad_sample_domain_is_a_clear_value_error(make, sample_domain, message):
     X = np.arange(8.0).reshape(4, 2)
     with pytest.raises(ValueError, match=message):
         make().fit(X, np.array([0, 1, 0, 1]), sample_domain=sample_domain)
+
+
+# The no-target fallback of every adaptation estimator, with what it should equal.
+NO_TARGET = {
+    "iw-discriminator": (ESTIMATORS["iw-discriminator"], LogisticRegression),
+    "iw-kmm": (ESTIMATORS["iw-kmm"], LogisticRegression),
+    "coral": (ESTIMATORS["coral"], LogisticRegression),
+    "source-weighted": (ESTIMATORS["source-weighted"], LogisticRegression),
+    "tradaboost": (ESTIMATORS["tradaboost"], LogisticRegression),
+    "coral-regressor": (lambda: CORAL(Ridge()), Ridge),
+    "tradaboost-r2": (lambda: TrAdaBoostR2(Ridge(), random_state=0), Ridge),
+}
+
+
+@pytest.mark.parametrize("sample_domain", [None, "all source"])
+@pytest.mark.parametrize(("make", "plain"), NO_TARGET.values(), ids=NO_TARGET.keys())
+def test_no_target_rows_warn_and_fit_the_estimator_on_the_source_rows(make, plain, sample_domain):
+    X, y, _, _ = make_shifted_classification(n_source=60, n_target=1, random_state=0)
+    X, y = X[:60], y[:60]
+    if plain is Ridge:
+        y = X @ np.array([1.0, -2.0])
+    domains = None if sample_domain is None else np.zeros(60, dtype=int)
+    with pytest.warns(NoTargetRowsWarning, match="no target rows.*sample_domain < 0") as caught:
+        model = make().fit(X, y, sample_domain=domains)
+    assert caught[0].filename == __file__  # the warning points at the user's fit call
+    np.testing.assert_allclose(model.predict(X), plain().fit(X, y).predict(X))
+
+
+def test_a_class_named_minus_one_without_sample_domain_is_read_as_unlabelled_rows():
+    X, y = np.arange(8.0).reshape(4, 2), np.array([1, -1, 1, -1])
+    with pytest.raises(ValueError, match="only one class"):
+        ImportanceWeighting(LogisticRegression()).fit(X, y)
 
 
 @ALL_ESTIMATORS
@@ -553,6 +587,93 @@ def test_dataframes_keep_their_feature_names(make):
     model = make().fit(frame, y, sample_domain=sample_domain)
     assert model.feature_names_in_.tolist() == ["height", "weight"]
     assert model.predict(frame.iloc[:3]).shape == (3,)
+
+
+@ALL_ESTIMATORS
+def test_one_dimensional_x_gets_sklearns_reshape_message(make):
+    X, y, sample_domain, _ = few_labels(0)
+    model = make().fit(X, y, sample_domain=sample_domain)
+    with pytest.raises(ValueError, match="(?s)Expected 2D array, got 1D array.*Reshape your data"):
+        model.predict(X[0])
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
+        clone(model).fit(X[:, 0], y, sample_domain=sample_domain)
+
+
+@ALL_ESTIMATORS
+def test_fit_without_y_says_y_is_required(make):
+    X, _, sample_domain, _ = few_labels(0)
+    with pytest.raises(ValueError, match="requires y to be passed.*y == -1 on unlabelled"):
+        make().fit(X, None, sample_domain=sample_domain)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: TrAdaBoostR2(Ridge()), lambda: CORAL(Ridge()), lambda: ImportanceWeighting(Ridge())],
+)
+def test_a_regressor_names_the_first_label_that_is_not_a_number(make):
+    X = np.arange(12.0).reshape(6, 2)
+    y = np.array(["1.5", "2", "cat", "4", "5", "6"])
+    with pytest.raises(ValueError, match="A regressor needs numeric y; row 2 of y is 'cat'"):
+        make().fit(X, y, sample_domain=np.array([0, 0, 0, -1, -1, -1]))
+
+
+@pytest.mark.filterwarnings("ignore::scipy.sparse.SparseEfficiencyWarning")  # DIA, built here
+def test_sparse_rows_of_any_format_fit_like_their_dense_copy():
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y, sample_domain, _ = few_labels(0)
+    X[np.abs(X) < 0.5] = 0.0
+    linear = LogisticRegression()  # the default discriminator on sparse rows: linear only
+    dense = ImportanceWeighting(LogisticRegression(), discriminator=linear, random_state=0)
+    dense.fit(X, y, sample_domain=sample_domain)
+    for fmt in ("coo", "dia", "bsr", "csc"):
+        X_sparse = sparse.csr_matrix(X).asformat(fmt)
+        model = ImportanceWeighting(LogisticRegression(), random_state=0)
+        model.fit(X_sparse, y, sample_domain=sample_domain)
+        np.testing.assert_allclose(model.weights_, dense.weights_, rtol=1e-5)
+        np.testing.assert_allclose(model.predict_proba(X_sparse), dense.predict_proba(X), rtol=1e-5)
+    boosted = TrAdaBoostClassifier(LogisticRegression(), random_state=0)
+    boosted.fit(sparse.coo_matrix(X), y, sample_domain=sample_domain)
+    expected = clone(boosted).fit(X, y, sample_domain=sample_domain).predict(X)
+    np.testing.assert_array_equal(boosted.predict(sparse.coo_matrix(X)), expected)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: CORAL(LogisticRegression()), ESTIMATORS["iw-kmm"]], ids=["coral", "kmm"]
+)
+def test_estimators_that_need_dense_rows_refuse_sparse_up_front(make):
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y, sample_domain, _ = few_labels(0)
+    model = make()
+    assert not get_tags(model).input_tags.sparse
+    with pytest.raises(TypeError, match="Sparse data was passed for X, but dense data is required"):
+        model.fit(sparse.coo_matrix(X), y, sample_domain=sample_domain)
+
+
+def test_nan_is_accepted_only_where_every_model_that_reads_x_takes_it():
+    X, y, sample_domain, _ = few_labels(0)
+    X[::7, 0] = np.nan
+    hgb = HistGradientBoostingClassifier(max_iter=5)
+    assert not get_tags(ImportanceWeighting(hgb)).input_tags.allow_nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        ImportanceWeighting(hgb).fit(X, y, sample_domain=sample_domain)
+    model = ImportanceWeighting(hgb, discriminator=hgb, random_state=0)
+    assert get_tags(model).input_tags.allow_nan
+    model.fit(X, y, sample_domain=sample_domain)
+    assert np.isfinite(model.weights_).all()
+    assert model.predict(X).shape == (X.shape[0],)
+
+
+def test_inputs_other_than_tables_reach_a_pipeline_as_given():
+    X, y, sample_domain, _ = few_labels(0)
+    images = np.repeat(X[:, :, None], 3, axis=2)  # (n, 2, 3): not a table
+    flatten = FunctionTransformer(lambda rows: rows.reshape(len(rows), -1))
+    pipe = make_pipeline(flatten, LogisticRegression())
+    model = SourceWeighted(pipe, source_weight=0.5).fit(images, y, sample_domain=sample_domain)
+    flat = SourceWeighted(LogisticRegression(), source_weight=0.5)
+    flat.fit(images.reshape(len(images), -1), y, sample_domain=sample_domain)
+    np.testing.assert_allclose(
+        model.predict_proba(images), flat.predict_proba(images.reshape(len(images), -1))
+    )
 
 
 def test_wrappers_take_the_type_of_the_wrapped_estimator():

@@ -7,6 +7,7 @@ regressors) are the unlabelled target rows. ``predict``, ``transform`` and
 ``score`` take plain target rows.
 """
 
+from ._base import NoTargetRowsWarning
 from ._coral import CORAL
 from ._reweight import ImportanceWeighting
 from ._selection import (
@@ -21,6 +22,7 @@ __all__ = [
     "CORAL",
     "ImportanceWeightedScorer",
     "ImportanceWeighting",
+    "NoTargetRowsWarning",
     "PredictionEntropyScorer",
     "SourceTargetShuffleSplit",
     "SourceWeighted",

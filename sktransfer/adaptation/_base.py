@@ -8,16 +8,23 @@ source, target and labelled target.
 from __future__ import annotations
 
 import inspect
+import os
+import sys
+import warnings
 from dataclasses import dataclass
 
+import joblib
 import numpy as np
+import scipy.sparse as sp
+import sklearn
 from sklearn import get_config
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, is_regressor
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
+    _assert_all_finite,
     _num_samples,
     check_consistent_length,
     check_is_fitted,
@@ -27,6 +34,16 @@ from sklearn.utils.validation import (
 
 #: Label of an unlabelled row for classifiers (regressors use NaN), as in skada.
 UNLABELLED = -1
+
+
+class NoTargetRowsWarning(UserWarning):
+    """An adaptation estimator was fitted without target rows, so it did not adapt.
+
+    Issued when no row has ``sample_domain < 0`` (or, without ``sample_domain``, no
+    row has ``y == -1``, NaN for regressors). The estimator then fits its
+    ``estimator`` on the source rows alone, the model a user who forgot
+    ``sample_domain`` would otherwise have fitted by hand.
+    """
 
 
 @dataclass(frozen=True)
@@ -66,9 +83,7 @@ def unlabelled_mask(y, *, regression: bool) -> np.ndarray:
     """Rows of ``y`` that carry the unlabelled marker (-1, or NaN for regression)."""
     y = np.asarray(y)
     if regression:
-        if y.dtype.kind not in "iufb":
-            raise ValueError(f"a regressor needs numeric y; got dtype {y.dtype}.")
-        return np.isnan(y.astype(float))
+        return np.isnan(numeric_targets(y))
     if y.dtype.kind == "f" and np.isnan(y).any():
         raise ValueError(
             "y contains NaN. Classifiers mark unlabelled (target) rows with y == -1; "
@@ -77,6 +92,28 @@ def unlabelled_mask(y, *, regression: bool) -> np.ndarray:
     if y.dtype.kind in "USb":
         return np.zeros(y.shape[0], dtype=bool)
     return np.asarray(y == UNLABELLED, dtype=bool)
+
+
+def numeric_targets(y) -> np.ndarray:
+    """``y`` as floats, or a ValueError naming the first value that is not a number."""
+    try:
+        return np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        first = next(i for i, v in enumerate(y.ravel()) if not _is_number(v))
+        value = y.ravel()[first]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise ValueError(
+            f"A regressor needs numeric y; row {first} of y is {value!r} (dtype "
+            f"{y.dtype}). Class labels need a classifier; unlabelled rows are NaN."
+        ) from None
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def guess_unlabelled_mask(y) -> np.ndarray:
@@ -93,13 +130,16 @@ def guess_unlabelled_mask(y) -> np.ndarray:
     return unlabelled_mask(y, regression=False)
 
 
-def resolve_domains(y, sample_domain, n_samples: int, *, regression: bool) -> Domains:
+def resolve_domains(
+    y, sample_domain, n_samples: int, *, regression: bool, allow_no_target: bool = False
+) -> Domains:
     """Source, target and labelled-target masks of a training set.
 
     With ``sample_domain``, rows with a negative id are target rows, and a
     target row whose label is not the unlabelled marker is a labelled
     target row. Without it, the unlabelled rows are the target rows and
-    there are no labelled target rows.
+    there are no labelled target rows. No target rows is an error unless
+    ``allow_no_target`` (the caller then warns, see :func:`validate_fit`).
     """
     unlabelled = unlabelled_mask(y, regression=regression)
     marker = "NaN" if regression else "-1"
@@ -120,7 +160,7 @@ def resolve_domains(y, sample_domain, n_samples: int, *, regression: bool) -> Do
     source = ~target
     if not source.any():
         raise ValueError(f"No source rows: every row is a target row; {how}.")
-    if not target.any():
+    if not target.any() and not allow_no_target:
         raise ValueError(f"No target rows: every row is a source row; {how}.")
     return Domains(source=source, target=target, labelled_target=labelled_target)
 
@@ -172,20 +212,112 @@ def seed_estimator(estimator, random_state) -> None:
         estimator.set_params(**seeds)
 
 
-def check_fit_inputs(estimator, X, y, sample_domain):
-    """Validate the shapes of a fit call; X itself is left as the caller gave it."""
+def numeric_table(X) -> bool:
+    """Whether scikit-learn's checks of a numeric table apply to ``X``.
+
+    Sparse matrices, and numeric arrays, frames and nested lists of at most 2
+    dimensions do (a 1-D one is a mistake the checks name). Images (3-D and 4-D
+    arrays, PIL images), file paths and strings are passed to the wrapped
+    estimator as given: a Pipeline that begins with ``PretrainedFeatures`` reads them.
+    """
+    if sp.issparse(X):
+        return True
+    if isinstance(X, (list, tuple)):
+        probe = np.asarray(X[0]) if len(X) else np.zeros(0)
+        ndim = probe.ndim + 1
+    else:
+        probe = np.asarray(X)
+        ndim = probe.ndim
+    return ndim <= 2 and probe.dtype.kind in "biufc"
+
+
+def validate_X(estimator, X, *, reset: bool, dtype=None):
+    """``X`` checked as its ``estimator``'s tags say, as scikit-learn's estimators do.
+
+    A numeric table goes through ``validate_data``: 1-D X, NaN or inf where the
+    tags do not allow them, sparse X where they do not allow it (COO, DIA, BSR and
+    the rest become CSR where they do), complex values and a wrong number of
+    features get scikit-learn's own messages. A DataFrame keeps its columns for
+    the wrapped estimator (a ``ColumnTransformer`` may select them by name). Other
+    inputs are passed through (see :func:`numeric_table`) unless ``dtype`` asks
+    for numbers.
+    """
+    if dtype is None and not numeric_table(X):
+        validate_data(estimator, X, reset=reset, skip_check_array=True)
+        return X
+    tags = get_tags(estimator).input_tags
+    checked = validate_data(
+        estimator,
+        X,
+        reset=reset,
+        accept_sparse=["csr", "csc"] if tags.sparse else False,
+        ensure_all_finite="allow-nan" if tags.allow_nan else True,
+        dtype=dtype,
+    )
+    return X if dtype is None and hasattr(X, "columns") else checked
+
+
+def validate_fit(estimator, X, y, sample_domain):
+    """``(X, y, domains)`` of an adaptation estimator's fit call, checked before any work.
+
+    With no target rows the estimator warns (:class:`NoTargetRowsWarning`) and the
+    caller fits on the source rows alone: what a user who forgot ``sample_domain``
+    can recover from.
+    """
+    name = type(estimator).__name__
+    regression = is_regressor(estimator)
     if y is None:
+        marker = "NaN" if regression else "-1"
         raise ValueError(
-            f"{type(estimator).__name__} requires y (with y == -1, or NaN for "
-            "regression, on unlabelled target rows)."
+            f"{name} requires y to be passed, but the target y is None. Pass the labels, "
+            f"with y == {marker} on unlabelled target rows."
         )
-    validate_data(estimator, X, reset=True, skip_check_array=True)
+    X = validate_X(estimator, X, reset=True, dtype=getattr(estimator, "_input_dtype", None))
     y = column_or_1d(y, warn=True)
     check_consistent_length(X, y)
+    if regression or y.dtype.kind == "f":
+        # NaN is a marker (of unlabelled rows for regressors, of a mistake for classifiers,
+        # which resolve_domains names); infinity is never meant.
+        _assert_all_finite(numeric_targets(y), allow_nan=True, input_name="y")
     n_samples = _num_samples(X)
-    if sample_domain is not None:
-        check_sample_domain(sample_domain, n_samples)
-    return y, n_samples
+    domains = resolve_domains(
+        y, sample_domain, n_samples, regression=regression, allow_no_target=True
+    )
+    if not regression:
+        check_classification_targets(y[domains.labelled])
+    if not domains.target.any():
+        warnings.warn(
+            f"{name} got no target rows, so it fits its estimator on the source rows alone, "
+            "without adapting. Mark target rows with sample_domain < 0, or, without "
+            f"sample_domain, with y == {'NaN' if regression else '-1'} on unlabelled rows.",
+            NoTargetRowsWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+    return X, y, domains
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside sktransfer, scikit-learn and joblib.
+
+    The warning then points at the user's line (``model.fit(...)``, or the
+    ``cross_validate(...)`` that called it), and Python shows it once per such line.
+    """
+    packages = tuple(
+        os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+        for module in (sklearn, joblib, sys.modules[__name__.split(".")[0]])
+    )
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(packages):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def adapter_tags(tags, estimator):
+    """Tags of an adaptation estimator ending in ``estimator``: its input tags."""
+    inner = get_tags(estimator).input_tags
+    tags.input_tags.sparse = inner.sparse
+    tags.input_tags.allow_nan = inner.allow_nan
+    return tags
 
 
 def _estimator_has(attr: str):
@@ -213,7 +345,7 @@ class WrappingAdapter(MetaEstimatorMixin, BaseEstimator):
 
     def _prepare_predict(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, skip_check_array=True)
+        return validate_X(self, X, reset=False, dtype=getattr(self, "_input_dtype", None))
 
     @property
     def classes_(self) -> np.ndarray:
@@ -262,6 +394,4 @@ class WrappingAdapter(MetaEstimatorMixin, BaseEstimator):
         tags.estimator_type = inner.estimator_type
         tags.classifier_tags = inner.classifier_tags
         tags.regressor_tags = inner.regressor_tags
-        tags.input_tags.sparse = inner.input_tags.sparse
-        tags.input_tags.allow_nan = inner.input_tags.allow_nan
-        return tags
+        return adapter_tags(tags, self.estimator)

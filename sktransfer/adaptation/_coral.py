@@ -7,10 +7,10 @@ from numbers import Real
 import numpy as np
 from sklearn.base import _fit_context, clone
 from sklearn.covariance import ledoit_wolf
+from sklearn.utils import TransformerTags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import WrappingAdapter, check_fit_inputs, check_sample_domain, resolve_domains
+from ._base import WrappingAdapter, check_sample_domain, validate_fit
 
 
 class CORAL(WrappingAdapter):
@@ -86,6 +86,8 @@ class CORAL(WrappingAdapter):
     """
 
     __metadata_request__transform = {"sample_domain": True}
+    # The alignment is arithmetic on dense float rows, whatever the estimator takes.
+    _input_dtype = np.float64
 
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit"])],
@@ -114,6 +116,12 @@ class CORAL(WrappingAdapter):
         Returns
         -------
         self : CORAL
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: there is nothing to align to, and
+            ``estimator`` is fitted on the rows as given.
         """
         self._fit_alignment(X, y, sample_domain)
         return self
@@ -129,10 +137,14 @@ class CORAL(WrappingAdapter):
 
     @_fit_context(prefer_skip_nested_validation=False)
     def _fit_alignment(self, X, y, sample_domain):
-        y, _ = check_fit_inputs(self, X, y, sample_domain)
-        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-        domains = resolve_domains(y, sample_domain, X.shape[0], regression=self._is_regression())
+        X, y, domains = validate_fit(self, X, y, sample_domain)
         X_source, X_target = X[domains.source], X[domains.target]
+        if not domains.target.any():
+            # Nothing to align to (validate_fit warned): the identity map.
+            self.source_mean_ = self.target_mean_ = X_source.mean(axis=0)
+            self.alignment_ = np.eye(X.shape[1])
+            self.estimator_ = clone(self.estimator).fit(X, y)
+            return X.copy()
         for name, rows in (("source", X_source), ("target", X_target)):
             if rows.shape[0] < 2:
                 raise ValueError(f"CORAL needs at least 2 {name} rows; got {rows.shape[0]}.")
@@ -163,10 +175,6 @@ class CORAL(WrappingAdapter):
             return (X_source - self.source_mean_) @ self.alignment_ + self.target_mean_
         return X_source @ self.alignment_
 
-    def _prepare_predict(self, X):
-        check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=np.float64)
-
     def transform(self, X, sample_domain=None):
         """Map source rows into the target feature space; target rows pass unchanged.
 
@@ -188,6 +196,15 @@ class CORAL(WrappingAdapter):
             source = check_sample_domain(sample_domain, X.shape[0]) >= 0
             X_aligned[source] = self._align(X[source])
         return X_aligned
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # A predictor (the wrapped estimator's kind) that also transforms; its
+        # arithmetic needs finite dense rows whatever the estimator accepts.
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float64"])
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        return tags
 
 
 def _sym_power(C, power: float) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import brentq
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -31,15 +32,16 @@ _PROBA_CLIP = 1e-6
 MAX_QUADRATIC_FEATURES = 30
 
 
-def default_discriminators(n_features: int) -> dict:
+def default_discriminators(n_features: int, *, sparse: bool = False) -> dict:
     """The candidate domain classifiers tried when none is given.
 
     A linear logit gives w = exp(linear): a shift of the mean. A quadratic one
     also represents a bump-shaped shift (the target where the source is
     densest, or around it): exact for Gaussian domains of any covariances.
+    Sparse rows get the linear one only: standardising them would make them dense.
     """
     candidates = {"linear": LogisticRegression()}
-    if n_features <= MAX_QUADRATIC_FEATURES:
+    if n_features <= MAX_QUADRATIC_FEATURES and not sparse:
         candidates["quadratic"] = make_pipeline(
             StandardScaler(), PolynomialFeatures(2), LogisticRegression()
         )
@@ -70,7 +72,8 @@ def discriminator_ratios(
     pooled = _safe_indexing(X, np.concatenate([source_idx, target_idx]))
     is_target = np.r_[np.zeros(n_source, dtype=int), np.ones(n_target, dtype=int)]
     if discriminator is None:
-        candidates = list(default_discriminators(_num_features(pooled)).values())
+        found = default_discriminators(_num_features(pooled), sparse=sp.issparse(pooled))
+        candidates = list(found.values())
     else:
         candidates = [clone(discriminator)]
     # One seed for every candidate: they are compared on the same folds.

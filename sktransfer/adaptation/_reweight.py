@@ -6,15 +6,14 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import _fit_context, clone
-from sklearn.utils import _safe_indexing
+from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ._base import (
     WrappingAdapter,
     check_accepts_sample_weight,
-    check_fit_inputs,
     fit_weighted,
-    resolve_domains,
+    validate_fit,
 )
 from ._density_ratio import (
     cap_and_normalise,
@@ -185,15 +184,23 @@ class ImportanceWeighting(WrappingAdapter):
         Returns
         -------
         self : ImportanceWeighting
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: every source row then weighs 1, and
+            ``estimator`` is fitted on the source rows alone.
         """
-        y, n_samples = check_fit_inputs(self, X, y, sample_domain)
-        domains = resolve_domains(y, sample_domain, n_samples, regression=self._is_regression())
+        X, y, domains = validate_fit(self, X, y, sample_domain)
         check_accepts_sample_weight(self.estimator, type(self).__name__)
 
+        n_samples = y.shape[0]
         source_idx = np.flatnonzero(domains.source)
         target_idx = np.flatnonzero(domains.target)
         self.discriminator_ = None
-        if self.method == "discriminator":
+        if not target_idx.size:
+            ratios = np.ones(source_idx.size)  # no target (validate_fit warned): no reweighting
+        elif self.method == "discriminator":
             ratios, self.discriminator_ = discriminator_ratios(
                 X,
                 source_idx,
@@ -225,3 +232,15 @@ class ImportanceWeighting(WrappingAdapter):
             sample_weight[labelled],
         )
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # The density ratios read X too: KMM needs dense finite rows, the
+        # default discriminators (LogisticRegression) take sparse rows but not NaN.
+        if self.method == "kmm":
+            tags.input_tags.sparse = tags.input_tags.allow_nan = False
+        else:
+            discriminator = get_tags(self.discriminator).input_tags if self.discriminator else None
+            tags.input_tags.sparse &= discriminator is None or discriminator.sparse
+            tags.input_tags.allow_nan &= discriminator is not None and discriminator.allow_nan
+        return tags

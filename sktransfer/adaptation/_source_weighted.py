@@ -14,9 +14,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from ._base import (
     WrappingAdapter,
     check_accepts_sample_weight,
-    check_fit_inputs,
     fit_weighted,
-    resolve_domains,
+    validate_fit,
 )
 
 # Candidate total source weight relative to the total target weight.
@@ -123,10 +122,15 @@ class SourceWeighted(WrappingAdapter):
         Returns
         -------
         self : SourceWeighted
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: ``estimator`` is then fitted on the source
+            rows alone (``source_weight_`` 1.0).
         """
-        y, n_samples = check_fit_inputs(self, X, y, sample_domain)
-        domains = resolve_domains(y, sample_domain, n_samples, regression=self._is_regression())
-        if not domains.labelled_target.any():
+        X, y, domains = validate_fit(self, X, y, sample_domain)
+        if domains.target.any() and not domains.labelled_target.any():
             raise ValueError(
                 "SourceWeighted needs labelled target rows (sample_domain < 0 and a label "
                 "in y); got none. With unlabelled target rows only, use "
@@ -137,7 +141,11 @@ class SourceWeighted(WrappingAdapter):
         target_idx = np.flatnonzero(domains.labelled_target)
 
         candidates = self._candidates(source_idx.size, target_idx.size)
-        if candidates is None:
+        if not target_idx.size:
+            # No target rows (validate_fit warned): the source alone, every row weighing 1.
+            self.source_weight_ = 1.0
+            self.cv_results_ = None
+        elif candidates is None:
             self.source_weight_ = float(self.source_weight)
             self.cv_results_ = None
         else:

@@ -17,14 +17,15 @@ from sklearn.base import (
 from sklearn.model_selection import KFold
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._base import (
+    adapter_tags,
     check_accepts_sample_weight,
-    check_fit_inputs,
     fit_weighted,
-    resolve_domains,
     seed_estimator,
+    validate_fit,
+    validate_X,
 )
 
 # A round with no target error would get an infinite vote; this bounds it
@@ -32,11 +33,13 @@ from ._base import (
 _MIN_ERROR = 1e-10
 
 
-def _training_rows(estimator, X, y, sample_domain, *, regression):
-    """Source rows then labelled target rows of a fit call, and which are source."""
-    y, n_samples = check_fit_inputs(estimator, X, y, sample_domain)
-    domains = resolve_domains(y, sample_domain, n_samples, regression=regression)
-    if not domains.labelled_target.any():
+def _training_rows(estimator, X, y, sample_domain):
+    """Source rows then labelled target rows of a fit call, and which are source.
+
+    With no target rows at all (``validate_fit`` warned) every row is a source row.
+    """
+    X, y, domains = validate_fit(estimator, X, y, sample_domain)
+    if domains.target.any() and not domains.labelled_target.any():
         raise ValueError(
             f"{type(estimator).__name__} needs labelled target rows (sample_domain < 0 and "
             "a label in y); got none. With unlabelled target rows only, use "
@@ -81,12 +84,14 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
         self.random_state = random_state
 
     def _boost(self, X, y, sample_domain):
-        X_fit, y_fit, is_source = _training_rows(self, X, y, sample_domain, regression=False)
+        X_fit, y_fit, is_source = _training_rows(self, X, y, sample_domain)
         n_source = int(is_source.sum())
         source_factor = 1.0 / (1.0 + np.sqrt(2.0 * np.log(n_source) / self.n_estimators))
         self._prepare_targets(y_fit)
 
         rng = check_random_state(self.random_state)
+        if is_source.all():
+            return self._fit_source_only(X_fit, y_fit, rng)
         weights = np.ones(is_source.size)
         self.estimators_, self.estimator_errors_, self.estimator_weights_ = [], [], []
         beats_chance = False
@@ -123,10 +128,21 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
         self.source_weights_ = weights[is_source] / weights[is_source].mean()
         return self
 
+    def _fit_source_only(self, X_fit, y_fit, rng):
+        """One round on the source rows: no target rows to boost against or to score."""
+        model = clone(self.estimator)
+        seed_estimator(model, rng)
+        fit_weighted(model, X_fit, y_fit, np.ones(y_fit.shape[0]))
+        self.estimators_ = [model]
+        self.estimator_errors_ = np.array([np.nan])
+        self.estimator_weights_ = np.array([1.0])
+        self.source_weights_ = np.ones(y_fit.shape[0])
+        return self
+
     def _voters(self):
         """The second-half rounds and their vote weights (equal if all are 0)."""
         check_is_fitted(self)
-        start = (self.n_estimators + 1) // 2 - 1
+        start = (len(self.estimators_) + 1) // 2 - 1
         votes = self.estimator_weights_[start:]
         if votes.sum() == 0:
             votes = np.ones_like(votes)
@@ -205,6 +221,12 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
         Returns
         -------
         self : TrAdaBoostClassifier
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: one round, on the source rows alone, with
+            no target error to measure (``estimator_errors_`` NaN).
         """
         return self._boost(X, y, sample_domain)
 
@@ -212,7 +234,8 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
         self.classes_ = np.unique(y_fit)
         if self.classes_.size < 2:
             raise ValueError(
-                f"TrAdaBoostClassifier needs at least 2 classes; got {self.classes_.tolist()}."
+                "TrAdaBoostClassifier needs at least 2 classes; got one class, "
+                f"{self.classes_.tolist()}."
             )
 
     @staticmethod
@@ -226,7 +249,7 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
         they take few distinct values.
         """
         estimators, votes = self._voters()
-        X = validate_data(self, X, reset=False, skip_check_array=True)
+        X = validate_X(self, X, reset=False)
         shares = np.zeros((_num_samples(X), self.classes_.size))
         for model, vote in zip(estimators, votes):
             pred = np.searchsorted(self.classes_, model.predict(X))
@@ -237,6 +260,9 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
         """Class with the largest weighted vote of the voting rounds."""
         shares = self.predict_proba(X)
         return self.classes_[np.argmax(shares, axis=1)]
+
+    def __sklearn_tags__(self):
+        return adapter_tags(super().__sklearn_tags__(), self.estimator)
 
 
 class TrAdaBoostR2(RegressorMixin, MetaEstimatorMixin, BaseEstimator):
@@ -360,16 +386,35 @@ class TrAdaBoostR2(RegressorMixin, MetaEstimatorMixin, BaseEstimator):
         Returns
         -------
         self : TrAdaBoostR2
+
+        Warns
+        -----
+        NoTargetRowsWarning
+            When no row is a target row: one round, on the source rows alone
+            (``best_step_`` 0, ``cv_errors_`` NaN).
         """
-        X_fit, y_fit, is_source = _training_rows(self, X, y, sample_domain, regression=True)
+        X_fit, y_fit, is_source = _training_rows(self, X, y, sample_domain)
         y_fit = y_fit.astype(float)
         n_target = int((~is_source).sum())
+        rng = check_random_state(self.random_state)
+        if not n_target:
+            # No target rows (validate_fit warned): one round on the source rows, the
+            # pooling step, with nothing to cross-validate the steps on.
+            self.cv_errors_ = np.full(self.n_steps, np.nan)
+            self.best_step_ = 0
+            self.source_weights_ = np.ones(y_fit.shape[0])
+            model = clone(self.estimator)
+            seed_estimator(model, rng)
+            fit_weighted(model, X_fit, y_fit, self.source_weights_)
+            self.estimators_ = [model]
+            self.estimator_errors_ = np.array([self._row_loss(model.predict(X_fit), y_fit).mean()])
+            self.estimator_weights_ = np.array([1.0])
+            return self
         if n_target < 2:
             raise ValueError(
                 "TrAdaBoostR2 chooses how much to use the source by cross-validation on "
                 f"the labelled target rows and needs at least 2 of them; got {n_target}."
             )
-        rng = check_random_state(self.random_state)
         folds = KFold(min(self.cv, n_target), shuffle=True, random_state=rng.randint(2**31 - 1))
         target_rows = np.flatnonzero(~is_source)
         splits = [(target_rows[a], target_rows[b]) for a, b in folds.split(target_rows)]
@@ -469,8 +514,11 @@ class TrAdaBoostR2(RegressorMixin, MetaEstimatorMixin, BaseEstimator):
     def predict(self, X):
         """Weighted median of stage 2's predictions."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, skip_check_array=True)
+        X = validate_X(self, X, reset=False)
         return _weighted_median(self.estimators_, self.estimator_weights_, X)
+
+    def __sklearn_tags__(self):
+        return adapter_tags(super().__sklearn_tags__(), self.estimator)
 
 
 def _shrink(weights, loss, total):
