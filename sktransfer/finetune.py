@@ -21,7 +21,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, _check_y, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _check_y,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
 from torch import nn
@@ -45,7 +51,7 @@ from ._training import (
     layerwise_groups,
     weights_snapshot,
 )
-from .adaptation._base import resolve_domains, unlabelled_mask
+from .adaptation._base import NoTargetRowsWarning, resolve_domains
 from .augment import make_augment
 from .backbones import param_blocks, spec_modality
 from .backbones._vision import _Seed
@@ -236,6 +242,8 @@ class _FineTune(BaseEstimator):
                     "'coral' to use unlabelled target rows."
                 )
             y = _check_y(y, multi_output=regression, y_numeric=regression, estimator=self)
+        elif not regression:
+            y = column_or_1d(y, warn=True)  # -1 marks target rows: no numeric check here
         y = np.asarray(y)  # never written to: encodings below are new arrays
         if self.adaptation is None:
             labelled, domain = np.ones(len(y), bool), np.ones(len(y), np.int8)
@@ -261,12 +269,20 @@ class _FineTune(BaseEstimator):
         rows = y
         if regression and y.ndim > 1:  # multi-output: a row is unlabelled when any y is NaN
             rows = np.where(np.isnan(y.astype(float)).any(axis=1), np.nan, 0.0)
-        if sample_domain is None and not unlabelled_mask(rows, regression=regression).any():
-            raise ValueError(
-                f"adaptation={self.adaptation!r} needs unlabelled target rows: mark them with "
-                "y == -1 (NaN for regressors) or pass sample_domain (< 0 for target rows)."
+        domains = resolve_domains(
+            rows, sample_domain, len(y), regression=regression, allow_no_target=True
+        )
+        if not domains.target.any():
+            # As the adaptation estimators do: fit on the source rows alone (the
+            # adaptation term needs both domains in a batch, so it is zero) and say so.
+            warnings.warn(
+                f"{type(self).__name__}(adaptation={self.adaptation!r}) got no target rows, so "
+                "it fine-tunes on the source rows alone, without adapting. Mark target rows "
+                "with sample_domain < 0, or, without sample_domain, with y == "
+                f"{'NaN' if regression else '-1'} on unlabelled rows.",
+                NoTargetRowsWarning,
+                stacklevel=3,
             )
-        domains = resolve_domains(rows, sample_domain, len(y), regression=regression)
         return domains.labelled, domains.source.astype(np.int8)
 
     def _build(self, X, data):

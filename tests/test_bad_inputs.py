@@ -384,9 +384,11 @@ case("FineTuneClassifier: a negative learning rate", match="'lr' parameter")(
 case("FineTuneClassifier: sample_domain without adaptation", match="adaptation=None")(
     (lambda tmp: _table(tmp, sample_domain=np.ones(40, int)), _fit("FineTuneClassifier"))
 )
-case("FineTuneClassifier: adaptation without target rows", match="needs unlabelled target rows")(
-    (_table, _fit("FineTuneClassifier", adaptation="dann"))
-)
+case(
+    "FineTuneClassifier: adaptation without target rows",
+    warns=__import__("sktransfer").adaptation.NoTargetRowsWarning,
+    match="no target rows, so it fine-tunes on the source rows alone",
+)((_table, _fit("FineTuneClassifier", adaptation="dann")))
 case(
     "FineTuneClassifier: predict before fit",
     error=__import__("sklearn").exceptions.NotFittedError,

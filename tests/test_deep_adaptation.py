@@ -110,7 +110,15 @@ def test_regressor_takes_nan_targets_as_unlabelled_target_rows():
     assert np.isfinite(reg.predict(Xt)).all()
 
 
-def test_adaptation_without_target_rows_is_a_clear_error():
+@pytest.mark.parametrize("adaptation", ["dann", "coral"])
+def test_adaptation_without_target_rows_warns_and_fine_tunes_on_the_source_rows(adaptation):
+    """As the adaptation estimators do: a user who forgot sample_domain gets a warning and
+    the model plain fine-tuning gives (the adaptation term needs both domains)."""
+    from sktransfer.adaptation import NoTargetRowsWarning
+
     X, y, _, _ = affine_shift(0, n=30)
-    with pytest.raises(ValueError, match="needs unlabelled target rows"):
-        fit("dann", X[y >= 0], y[y >= 0], 0)
+    Xs, ys = X[y >= 0], y[y >= 0]
+    with pytest.warns(NoTargetRowsWarning, match="no target rows.*sample_domain < 0"):
+        adapted = FineTuneClassifier(body(), adaptation=adaptation, random_state=0).fit(Xs, ys)
+    plain = FineTuneClassifier(body(), random_state=0).fit(Xs, ys)
+    np.testing.assert_array_equal(adapted.predict(Xs), plain.predict(Xs))

@@ -10,7 +10,6 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.neural_network import MLPClassifier
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from sktransfer import FineTuneClassifier, FineTuneRegressor, PretrainedFeatures
@@ -359,24 +358,7 @@ def test_sample_domain_without_adaptation_is_a_clear_error():
         FineTuneClassifier(nn.Linear(5, 2)).fit(X, y, sample_domain=np.zeros(len(y)))
 
 
-# check_estimator with a tabular backbone. Kept expected failures, with their reason:
-EXPECTED_FAILED = {
-    # Mini-batch SGD visits duplicated rows in different batches than weighted ones, so
-    # weighting by 2 is not bit-equivalent to repeating a row (sklearn's SGD* mark it too).
-    "check_sample_weight_equivalence_on_dense_data": "stochastic mini-batch training",
-}
-
-
-@parametrize_with_checks(
-    # Default parameters: a user sets nothing but the backbone (and a seed).
-    [
-        FineTuneClassifier(nn.Sequential(nn.LazyLinear(8), nn.ReLU()), random_state=0),
-        FineTuneRegressor(nn.Sequential(nn.LazyLinear(8), nn.ReLU()), random_state=0),
-    ],
-    expected_failed_checks=lambda est: EXPECTED_FAILED,
-)
-def test_sklearn_contract(estimator, check):
-    check(estimator)
+# scikit-learn's estimator checks for FineTune* live in test_sklearn_contract.py.
 
 
 def test_a_fitted_source_survives_clone_in_a_grid_search():
