@@ -109,7 +109,7 @@ def bench_frozen(images, labels, args):
 
     bb = resolve_backbone("efficientnet_lite0", image_size=args.image_size)
     pre = bb.preprocess
-    from sktransfer._inputs import ArrayImages
+    from sktransfer.inputs import ArrayImages
 
     Xt = ArrayImages(X).load(np.arange(n), pre)  # preprocessing once, so only the body differs
     t = time.perf_counter()

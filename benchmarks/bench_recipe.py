@@ -67,7 +67,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import sktransfer
 from sktransfer import FeatureTransferClassifier, FineTuneClassifier, feature_cache
-from sktransfer._inputs import as_images
+from sktransfer.inputs import as_images
 from sktransfer.backbones import resolve_backbone
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -7,6 +7,7 @@ adaptation terms, frozen blocks kept in ``eval()``, autocast and channels_last.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import warnings
 
@@ -18,6 +19,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
+from skorch.utils import TeeGenerator
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import Dataset
@@ -26,18 +28,39 @@ from ._device import autocast
 
 
 class TransferModel(nn.Module):
-    """body (pretrained, features) → head (new, the transfer layer)."""
+    """body (pretrained, features) → head (new, the transfer layer).
+
+    In training mode ``forward`` returns ``(logits, features)``, so that an adaptation
+    loss sees the body's features without any module state; in eval mode the logits.
+    ``train()`` keeps the submodules named in ``keep_eval`` (frozen blocks) and, with
+    ``batchnorm_eval``, every BatchNorm in eval mode: torch's own hook for modes, so no
+    training loop (skorch's or another) needs to know.
+    """
 
     def __init__(self, body: nn.Module, head: nn.Module):
         super().__init__()
         self.body = body
         self.head = head
-        self.last_features = None  # kept for the adaptation loss while training only
+        self.keep_eval: tuple[str, ...] = ()
+        self.batchnorm_eval = False
 
     def forward(self, x=None, **tokens):
         z = self.body(x if x is not None else tokens)
-        self.last_features = z if self.training else None
-        return self.head(z)
+        out = self.head(z)
+        return (out, z) if self.training else out
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            for name in self.keep_eval:
+                (self.get_submodule(name) if name else self).eval()
+            if self.batchnorm_eval:
+                # Normalise with the pretrained running statistics, as the probe saw them;
+                # the affine parameters still train.
+                for m in self.modules():
+                    if isinstance(m, _BatchNorm):
+                        m.eval()
+        return self
 
 
 class SourceDataset(Dataset):
@@ -77,19 +100,6 @@ class TrainingDataset(SourceDataset):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.training = True
-
-
-class FeatureRows:
-    """Precomputed body features as a source (the frozen-body fast path)."""
-
-    def __init__(self, Z: np.ndarray):
-        self.Z = np.ascontiguousarray(Z, dtype=np.float32)
-
-    def __len__(self):
-        return len(self.Z)
-
-    def load(self, idx, preprocess=None):
-        return torch.from_numpy(self.Z[idx])
 
 
 def frozen_names(named_params: list[str], blocks: list[list[str]], freeze) -> set[str]:
@@ -162,13 +172,13 @@ class TransferNet(NeuralNet):
         super().initialize_module()
         if self.channels_last:
             self.module_.to(memory_format=torch.channels_last)
-        if self.adaptation == "dann":
-            # A real binary domain classifier with a hidden layer, on the body's features
-            # (not skada's one-unit softmax, whose output is a constant).
-            d = self.domain_features
-            self.domain_head_ = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 1)).to(
-                self.device
-            )
+        if isinstance(self.module_, TransferModel):
+            self.module_.keep_eval = tuple(self.frozen_modules)
+            self.module_.batchnorm_eval = self.batchnorm_eval
+        self.adaptation_loss_ = None
+        if self.adaptation is not None:
+            self.adaptation_loss_ = make_adaptation_loss(self.adaptation, self.domain_features)
+            self.adaptation_loss_.to(self.device)
         return self
 
     def get_all_learnable_params(self):
@@ -188,10 +198,11 @@ class TransferNet(NeuralNet):
             for g in groups
             if g["names"]
         ]
-        if self.adaptation == "dann":
+        extra = [] if self.adaptation_loss_ is None else list(self.adaptation_loss_.parameters())
+        if extra:  # e.g. DANN's domain classifier, at the head's rate
             torch_groups.append(
                 {
-                    "params": list(self.domain_head_.parameters()),
+                    "params": extra,
                     "lr": groups[-1]["lr"],
                     "weight_decay": groups[-1]["weight_decay"],
                 }
@@ -201,18 +212,6 @@ class TransferNet(NeuralNet):
         self.optimizer_ = self.optimizer(torch_groups, lr=groups[-1]["lr"], **kw)
         return self
 
-    def _set_training(self, training=True):
-        super()._set_training(training)
-        if training:
-            for name in self.frozen_modules:
-                (self.module_.get_submodule(name) if name else self.module_).eval()
-            if self.batchnorm_eval:
-                # Normalise with the pretrained running statistics, as the probe saw them;
-                # the affine parameters still train.
-                for m in self.module_.modules():
-                    if isinstance(m, _BatchNorm):
-                        m.eval()
-
     def initialize(self):
         super().initialize()
         # fp16 autocast needs loss scaling (bf16 does not): small gradients underflow.
@@ -220,31 +219,41 @@ class TransferNet(NeuralNet):
         self.grad_scaler_ = torch.amp.GradScaler(torch.device(self.device).type) if fp16 else None
         return self
 
-    def train_step_single(self, batch, **fit_params):
-        if getattr(self, "grad_scaler_", None) is None:
-            return super().train_step_single(batch, **fit_params)
-        self._set_training(True)
+    def train_step(self, batch, **fit_params):
+        """One optimiser step; with fp16 autocast, through the GradScaler (skorch's
+        documented place for fine-grained control of the step)."""
+        scaler = getattr(self, "grad_scaler_", None)
+        if scaler is None:
+            return super().train_step(batch, **fit_params)
+        self.optimizer_.zero_grad()
+        self.module_.train()
         Xi, yi = unpack_data(batch)
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
-        self.grad_scaler_.scale(loss).backward()
+        scaler.scale(loss).backward()
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        scaler.step(self.optimizer_)
+        scaler.update()
         return {"loss": loss, "y_pred": y_pred}
-
-    def _step_optimizer(self, step_fn):
-        if getattr(self, "grad_scaler_", None) is None:
-            return super()._step_optimizer(step_fn)
-        step_fn()
-        self.grad_scaler_.step(self.optimizer_)
-        self.grad_scaler_.update()
 
     def infer(self, x, **fit_params):
         if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
         with autocast(torch.device(self.device), self.amp_dtype):
             out = super().infer(x, **fit_params)
+        if isinstance(out, tuple):  # (logits, features) from a TransferModel in training
+            return tuple(o.float() for o in out)
         return out.float()
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
+        z = None
+        if isinstance(y_pred, tuple):
+            y_pred, z = y_pred
         y, w, d = y_true["y"], y_true.get("w"), y_true.get("d")
         y, y_pred = y.to(y_pred.device), y_pred
         labelled = d.to(y_pred.device) > 0 if d is not None else None
@@ -261,22 +270,66 @@ class TransferNet(NeuralNet):
         if labelled is not None:
             ww = ww * labelled.float()
         loss = (per * ww).sum() / ww.sum().clamp_min(1e-12)
-        if training and self.adaptation is not None and d is not None:
-            loss = loss + self.adaptation_weight * self._adaptation_loss(d.to(y_pred.device))
-        if isinstance(self.module_, TransferModel):
-            self.module_.last_features = None
+        if training and self.adaptation_loss_ is not None and d is not None and z is not None:
+            src = d.to(z.device) > 0
+            if src.sum() >= 2 and (~src).sum() >= 2:  # a covariance needs two rows a side
+                loss = loss + self.adaptation_weight * self.adaptation_loss_(z[src], z[~src])
         return loss
 
-    def _adaptation_loss(self, d):
-        z = self.module_.last_features.float()
-        src, tgt = d > 0, d <= 0
-        if src.sum() < 2 or tgt.sum() < 2:
-            return z.sum() * 0.0
-        if self.adaptation == "coral":
-            return coral_loss(z[src], z[tgt])
-        # DANN: the body learns to fool a binary domain classifier via the reversed gradient.
-        logits = self.domain_head_(GradReverse.apply(z, 1.0)).squeeze(1)
-        return F.binary_cross_entropy_with_logits(logits, tgt.float())
+
+class AdaptationLoss(nn.Module):
+    """A domain-adaptation term on the body's features: ``forward(zs, zt)`` takes the
+    features of a batch's source rows and of its target rows (two or more of each) and
+    returns a scalar added to the task loss, times ``adaptation_weight``.
+
+    Subclass it and add it to ``ADAPTATION_LOSSES`` to offer a new method; its parameters
+    (if any) train with the head's learning rate.
+    """
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.n_features = n_features
+
+    def forward(self, zs: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class CORALLoss(AdaptationLoss):
+    """Deep CORAL: the relative gap between the two domains' feature covariances."""
+
+    def forward(self, zs, zt):
+        return coral_loss(zs, zt)
+
+
+class DANNLoss(AdaptationLoss):
+    """DANN: the body learns to fool a binary domain classifier via a reversed gradient.
+
+    A real classifier with a hidden layer on the body's features (not skada's one-unit
+    softmax, whose output is a constant).
+    """
+
+    def __init__(self, n_features: int, hidden: int = 256):
+        super().__init__(n_features)
+        self.discriminator = nn.Sequential(
+            nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+
+    def forward(self, zs, zt):
+        z = torch.cat([zs, zt])
+        is_target = torch.cat([zs.new_zeros(len(zs)), zt.new_ones(len(zt))])
+        logits = self.discriminator(GradReverse.apply(z, 1.0)).squeeze(1)
+        return F.binary_cross_entropy_with_logits(logits, is_target)
+
+
+ADAPTATION_LOSSES: dict[str, type[AdaptationLoss]] = {"coral": CORALLoss, "dann": DANNLoss}
+
+
+def make_adaptation_loss(adaptation, n_features: int) -> AdaptationLoss:
+    """A fresh loss for ``adaptation``: a name in ``ADAPTATION_LOSSES`` or a loss object
+    (copied, so that each fit starts from its initial parameters)."""
+    if isinstance(adaptation, AdaptationLoss):
+        return copy.deepcopy(adaptation)
+    return ADAPTATION_LOSSES[adaptation](n_features)
 
 
 def coral_loss(zs: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
     RegressorMixin,
+    _fit_context,
     clone,
     is_classifier,
     is_regressor,
@@ -36,6 +37,7 @@ from .features import (
     clone_keeping_fitted_backbone,
     features_constraints,
 )
+from .inputs import TabularRows, as_source
 
 
 def _head_has(attr):
@@ -89,12 +91,11 @@ class _FeatureTransfer(BaseEstimator):
         self.missing = missing
         self.verbose = verbose
 
-    def _check_X(self, X, y=None, *, reset):
-        """Tabular X gets sklearn's validation under this estimator's own name."""
-        if spec_modality(self.backbone, X) != "tabular":
-            return (X, y) if y is not None or reset else X
-        if reset:
-            return validate_data(
+    def _source(self, X, y=None, *, modality, reset):
+        """The one validated source of ``X`` (and ``y``) for this call: a tabular X gets
+        sklearn's validation under this estimator's own name, once."""
+        if modality == "tabular" and reset:
+            X, y = validate_data(
                 self,
                 X,
                 y,
@@ -102,38 +103,38 @@ class _FeatureTransfer(BaseEstimator):
                 multi_output=self._multi_output,
                 y_numeric=self._y_numeric,
             )
-        return validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+            return TabularRows(X), y
+        return as_source(self, modality, X, reset=reset), y
 
+    @_fit_context(prefer_skip_nested_validation=False)  # the head's own parameters are checked
     def fit(self, X, y, sample_weight=None):
         """Extract features of ``X`` with the frozen backbone, then fit a clone of ``head``."""
-        self._validate_params()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         check_backbone_params(self)
+        head = clone(self.head) if self.head is not None else self._default_head()
         self._check_head()
-        X, y = self._check_X(X, y, reset=True)
+        if sample_weight is not None and not has_fit_parameter(head, "sample_weight"):
+            raise TypeError(
+                f"sample_weight was given but the head {type(head).__name__} does not accept "
+                "it in fit; choose a head that does, or drop sample_weight."
+            )
         check_consistent_length_rows(X, y, sample_weight)
+        modality = spec_modality(self.backbone, X)
+        source, y = self._source(X, y, modality=modality, reset=True)
         y = self._check_target(y)
+        fit_params = {}
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(
+            fit_params["sample_weight"] = _check_sample_weight(
                 sample_weight, np.empty((len(y), 0)), ensure_non_negative=True
             )
         self.features_ = PretrainedFeatures(
             self.backbone, **{p: getattr(self, p) for p in BACKBONE_PARAMS}, verbose=self.verbose
         )
         # float64 for the head: sklearn's solvers work in it and regressors must predict in it.
-        Z = self.features_.fit_transform(X).astype(np.float64)
-        head = clone(self.head) if self.head is not None else self._default_head()
-        fit_params = {}
-        if sample_weight is not None:
-            if not has_fit_parameter(head, "sample_weight"):
-                raise TypeError(
-                    f"sample_weight was given but the head {type(head).__name__} does not accept "
-                    "it in fit; choose a head that does, or drop sample_weight."
-                )
-            fit_params["sample_weight"] = sample_weight
+        Z = self.features_._transform(self.features_._fit(source, modality)).astype(np.float64)
         self.head_ = head.fit(Z, y, **fit_params)
         self.backbone_ = self.features_.backbone_
         self.n_features_out_ = self.features_.n_features_out_
@@ -181,7 +182,9 @@ class _FeatureTransfer(BaseEstimator):
         # fitted state untouched.
         features = copy.copy(self.features_)
         features.set_params(**{p: getattr(self, p) for p in (*RUNTIME_PARAMS, "verbose")})
-        return features.transform(self._check_X(X, reset=False)).astype(np.float64)
+        # The modality is the fitted one (no sniffing again), the table validated once.
+        source, _ = self._source(X, modality=features.modality_, reset=False)
+        return features._transform(source).astype(np.float64)
 
     def predict(self, X):
         Z = self._features(X)

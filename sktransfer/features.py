@@ -13,19 +13,19 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, _clone_parametrized
+from sklearn.base import BaseEstimator, TransformerMixin, _clone_parametrized, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch.nn.parameter import is_lazy
 
 from . import backbones as _backbones
 from ._device import PRECISIONS, resolve_device
 from ._extract import extract, forward_rows
-from ._inputs import TabularRows, as_images, as_text
 from .backbones import POOLINGS, _fitted_backbone, check_spec, resolve_backbone, spec_modality
 from .backbones._base import on_cpu
 from .backbones._vision import _Seed
+from .inputs import Source, as_source
 
 BACKBONE_PARAMS = (
     "weights",
@@ -148,16 +148,6 @@ def check_consistent_length_rows(X, y, sample_weight=None) -> None:
             + ", ".join(f"{k} has {v}" for k, v in lengths.items())
             + "; pass one label (and weight) per row of X."
         )
-
-
-def as_source(estimator, modality: str, X, *, reset: bool):
-    """Validate ``X`` for ``modality`` into a source; tabular X goes through sklearn's checks."""
-    if modality == "image":
-        return as_images(X)
-    if modality == "text":
-        return as_text(X, missing=getattr(estimator, "missing", "raise"))
-    X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
-    return TabularRows(X)
 
 
 def clone_keeping_fitted_backbone(estimator):
@@ -340,12 +330,25 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         self.missing = missing
         self.verbose = verbose
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Load the backbone and check ``X``; no training happens."""
-        self._validate_params()
+        self._fit(X)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None):
+        """``fit(X).transform(X)``, with ``X`` validated and each row read once."""
+        return self._transform(self._fit(X))
+
+    def _fit(self, X, modality: str | None = None) -> Source:
+        """Fit on ``X`` (raw, or a source an estimator built); returns the source, for the
+        caller's next phase. ``modality`` is given by callers that sniffed it already."""
         check_backbone_params(self)
-        modality = spec_modality(self.backbone, X)
+        modality = modality or spec_modality(self.backbone, X)
         source = as_source(self, modality, X, reset=True)
+        if modality == "tabular" and isinstance(X, Source):
+            self.n_features_in_ = source.X.shape[1]  # the caller validated the table
         seed = seed_of(self.random_state)
         key = _template_key(self, modality, seed)
         bb = _templates.get(key)
@@ -386,7 +389,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         self.backbone_ = bb
         self.modality_ = modality
         self.n_features_out_ = bb.dim
-        return self
+        return source
 
     def __sklearn_clone__(self):
         return clone_keeping_fitted_backbone(self)
@@ -394,7 +397,9 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Features of ``X``: float32 array (n_samples, n_features_out_)."""
         check_is_fitted(self)
-        source = as_source(self, self.modality_, X, reset=False)
+        return self._transform(as_source(self, self.modality_, X, reset=False))
+
+    def _transform(self, source: Source) -> np.ndarray:
         return extract(
             self.backbone_,
             source,

@@ -26,7 +26,6 @@ from sklearn.utils.validation import (
     _check_y,
     check_is_fitted,
     column_or_1d,
-    validate_data,
 )
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
@@ -37,7 +36,6 @@ from ._extract import extract
 from ._training import (
     L2SP,
     RECIPES,
-    FeatureRows,
     SourceDataset,
     TrainingDataset,
     TransferModel,
@@ -51,20 +49,19 @@ from ._training import (
     layerwise_groups,
     weights_snapshot,
 )
-from .adaptation._base import NoTargetRowsWarning, resolve_domains
 from .augment import make_augment
 from .backbones import param_blocks, spec_modality
 from .backbones._vision import _Seed
 from .features import (
     BACKBONE_PARAMS,
     PretrainedFeatures,
-    as_source,
     backbone_constraints,
     check_backbone_params,
     check_consistent_length_rows,
     clone_keeping_fitted_backbone,
     seed_of,
 )
+from .inputs import FeatureRows, NoTargetRowsWarning, Subset, as_source, resolve_domains
 
 
 class _FineTune(BaseEstimator):
@@ -177,7 +174,7 @@ class _FineTune(BaseEstimator):
             continuing = self._continuing()
             data = self._prepare(X, y, sample_weight, sample_domain, reset=not continuing)
             if not continuing:
-                self._build(X, data)
+                self._build(data)
             self._resolve_budget(data)
             if not continuing:
                 self.probe_loss_ = self.probe_regularization_ = None
@@ -205,7 +202,7 @@ class _FineTune(BaseEstimator):
         with _Seed(seed_of(self.random_state) if first else None):
             data = self._prepare(X, y, sample_weight, None, reset=first, classes=classes)
             if first:
-                self._build(X, data)
+                self._build(data)
                 self._resolve_budget(data)
             self._train_all(data, 1, schedule=False)
         return self
@@ -232,8 +229,8 @@ class _FineTune(BaseEstimator):
             )
         check_consistent_length_rows(X, y, sample_weight)
         modality = spec_modality(self.backbone, X) if reset else self.modality_
-        if modality == "tabular":
-            X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
+        # The one validated source of X for this fit: every phase reads its rows from it.
+        source = as_source(self, modality, X, reset=reset)
         regression = self._task == "regression"
         if self.adaptation is None:
             if sample_domain is not None:
@@ -260,7 +257,7 @@ class _FineTune(BaseEstimator):
         targets = {"y": y_enc, "w": w.astype(np.float32)}
         if self.adaptation is not None:
             targets["d"] = domain.astype(np.float32)
-        return {"X": X, "targets": targets, "modality": modality, "labelled": labelled}
+        return {"source": source, "targets": targets, "modality": modality, "labelled": labelled}
 
     def _domains(self, y, sample_domain):
         """(labelled mask, domain: 1 source / 0 target) by the adaptation package's reading
@@ -285,14 +282,11 @@ class _FineTune(BaseEstimator):
             )
         return domains.labelled, domains.source.astype(np.int8)
 
-    def _build(self, X, data):
+    def _build(self, data):
         """Load the backbone (once per fit) and attach a fresh head sized to the target."""
         params = {p: getattr(self, p) for p in BACKBONE_PARAMS}
         features = PretrainedFeatures(self.backbone, **params)
-        if data["modality"] == "tabular":
-            features.fit(data["X"])
-        else:
-            features.fit(X)
+        features._fit(data["source"], data["modality"])
         bb = features.backbone_
         _make_trainable(bb.module)
         self.modality_ = data["modality"]
@@ -437,10 +431,9 @@ class _FineTune(BaseEstimator):
         if rows is None:
             tr, _ = self._split(data)
             rows = tr[data["labelled"][tr]]
-        source = as_source(self, data["modality"], data["X"], reset=False)
         Z = extract(
             self.backbone_,
-            _Subset(source, rows),
+            Subset(data["source"], rows),
             batch_size=self.batch_size,
             device=self.device_,
             precision=self.precision,
@@ -507,12 +500,12 @@ class _FineTune(BaseEstimator):
         )
         max_lr = [g["lr"] for g in groups] + ([self.lr_] if self.adaptation == "dann" else [])
         tr, va = self._split(data)
-        source = as_source(self, data["modality"], data["X"], reset=False)
+        source = data["source"]
         augment = make_augment(self.augment) if data["modality"] == "image" else None
 
         def ds(rows, cls):
             targets = {k: v[rows] for k, v in data["targets"].items()}
-            return cls(_Subset(source, rows), targets, bb.preprocess, augment, bb.collate)
+            return cls(Subset(source, rows), targets, bb.preprocess, augment, bb.collate)
 
         l2sp_params = [
             n for n in dict(model.named_parameters()) if n.startswith("body.") and n not in frozen
@@ -657,23 +650,6 @@ def _make_trainable(module: nn.Module) -> None:
         for t in list(module.parameters()) + list(module.buffers()):
             if t.is_inference():
                 t.data = t.data.clone()
-
-
-class _Subset:
-    """Rows ``rows`` of a source, as a source."""
-
-    def __init__(self, source, rows):
-        self.source, self.rows = source, np.asarray(rows)
-
-    def __len__(self):
-        return len(self.rows)
-
-    def row_keys(self):
-        keys = self.source.row_keys()
-        return [keys[i] for i in self.rows]
-
-    def load(self, idx, preprocess=None):
-        return self.source.load(self.rows[np.asarray(idx)], preprocess)
 
 
 class FineTuneClassifier(ClassifierMixin, _FineTune):

@@ -20,7 +20,7 @@ from sktransfer import (
     register_backbone,
     resolve_backbone,
 )
-from sktransfer._inputs import ImagePreprocess
+from sktransfer.inputs import ImagePreprocess
 from sktransfer.backbones import param_blocks
 from sktransfer.backbones._base import pool
 

@@ -25,7 +25,7 @@ from sktransfer import (
     register_backbone,
 )
 from sktransfer._cache import FeatureCache
-from sktransfer._inputs import ImagePreprocess
+from sktransfer.inputs import ImagePreprocess
 
 
 def test_grid_search_over_3_heads_and_3_folds_extracts_each_row_once(table, row_counter):

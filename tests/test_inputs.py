@@ -14,7 +14,7 @@ from conftest import TinyCNN
 from PIL import Image
 
 from sktransfer import PretrainedFeatures
-from sktransfer._inputs import ImagePreprocess, as_images
+from sktransfer.inputs import ImagePreprocess, as_images
 
 NO_PREPROCESS = ImagePreprocess(channels=None)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .._inputs import ImagePreprocess, looks_like_images
+from ..inputs import ImagePreprocess, looks_like_images
 from ._base import POOLINGS, Backbone, Pooled, param_blocks
 from ._text import MINILM, build_hf_text, build_minilm, is_hf_dir
 from ._vision import (

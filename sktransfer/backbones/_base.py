@@ -13,7 +13,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from .._inputs import ImagePreprocess
+from ..inputs import ImagePreprocess
 
 POOLINGS = ("avg", "max", "avgmax", "token", "flatten")
 

@@ -8,7 +8,7 @@ import os
 import torch
 from torch import nn
 
-from .._inputs import ImagePreprocess
+from ..inputs import ImagePreprocess
 from ._base import Backbone, Pooled, can_reach, offline_error
 
 

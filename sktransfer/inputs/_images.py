@@ -1,14 +1,7 @@
-"""Turn whatever the user holds into batches a backbone can eat.
-
-This is the only module that inspects raw ``X``. Each kind of input becomes a
-*source* with ``len()``, ``row_keys(rows=None)`` (content hashes for the feature cache)
-and ``load(indices)`` (a float32 batch). Errors name the offending row or path.
-"""
+"""Image sources: numpy arrays, lists of arrays or PIL images, and image files."""
 
 from __future__ import annotations
 
-import hashlib
-import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,62 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-_IMAGE_SUFFIXES = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".ppm",
-    ".pgm",
-)
-
-
-def _is_pil(obj) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a hard dependency
-        return False
-    return isinstance(obj, Image.Image)
-
-
-def _is_pathlike(obj) -> bool:
-    return isinstance(obj, (str, os.PathLike))
-
-
-def _type_name(obj) -> str:
-    if _is_pil(obj):
-        return "PIL.Image"
-    return type(obj).__name__
-
-
-def _unwrap_pandas(X, *, name: str):
-    """A one-column DataFrame or a Series becomes a plain 1-D sequence."""
-    cls = type(X).__name__
-    module = type(X).__module__
-    if not module.startswith("pandas"):
-        return X
-    if cls == "DataFrame":
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"{name} is a DataFrame with {X.shape[1]} columns; pass a single column "
-                "(e.g. df[['photo']]), or route each column through a ColumnTransformer."
-            )
-        X = X.iloc[:, 0]
-    if type(X).__name__ == "Series":
-        return X.to_numpy(dtype=object)
-    return X
-
-
-def _hash_bytes(*chunks: bytes) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for c in chunks:
-        h.update(c)
-    return h.digest()
-
+from ._common import Source, _hash_bytes, _is_pathlike, _is_pil, _type_name, _unwrap_pandas
 
 # --------------------------------------------------------------------------- images
 
@@ -214,7 +152,7 @@ def _check_pixel_values(X: np.ndarray, *, name: str) -> None:
         raise ValueError(f"{name}: integer images must lie in [0, 255]; row {row} spans {span}.")
 
 
-class ArrayImages:
+class ArrayImages(Source):
     """An in-memory image array, read as (N, C, H, W) batch by batch.
 
     ``channels_last_hint``: how to read a shape such as (N, 3, 32, 3) whose channel
@@ -249,7 +187,7 @@ class ArrayImages:
     def channels(self) -> int:
         return 1 if self.channel_axis is None else self.X.shape[self.channel_axis]
 
-    def row_keys(self, rows=None) -> list[bytes]:
+    def _compute_keys(self, rows) -> list[bytes]:
         meta = f"{self.X.dtype}{self.X.shape[1:]}{self.channel_axis}".encode()
         rows = range(len(self.X)) if rows is None else rows
         # hashlib reads contiguous rows through the buffer protocol, without a copy.
@@ -271,7 +209,7 @@ class ArrayImages:
         return preprocess(self.raw(indices))
 
 
-class _SeparateImages:
+class _SeparateImages(Source):
     """Images of possibly different sizes, decoded one by one. A batch of one size is
     stacked and resized at once; mixed sizes are resized one by one instead."""
 
@@ -342,7 +280,7 @@ class PILImages(_SeparateImages):
         self.items = list(items)
         self.name = name
 
-    def row_keys(self, rows=None) -> list[bytes]:
+    def _compute_keys(self, rows) -> list[bytes]:
         items = self.items if rows is None else [self.items[i] for i in rows]
         return [_hash_bytes(f"{im.mode}{im.size}".encode(), im.tobytes()) for im in items]
 
@@ -365,7 +303,7 @@ class ArrayListImages(_SeparateImages):
                 )
             self.items.append(ArrayImages(np.asarray(a)[None], name=f"{name} row {i}"))
 
-    def row_keys(self, rows=None) -> list[bytes]:
+    def _compute_keys(self, rows) -> list[bytes]:
         rows = range(len(self.items)) if rows is None else rows
         return [self.items[int(i)].row_keys()[0] for i in rows]
 
@@ -388,7 +326,7 @@ class PathImages(_SeparateImages):
             if not os.path.isfile(p):
                 raise FileNotFoundError(f"{name} row {i}: image file not found: {p!r}")
 
-    def row_keys(self, rows=None) -> list[bytes]:
+    def _compute_keys(self, rows) -> list[bytes]:
         keys = []
         for p in self.items if rows is None else [self.items[i] for i in rows]:
             st = os.stat(p)
@@ -478,110 +416,3 @@ def as_images(X, *, name: str = "X"):
         return ArrayListImages(X, name=name)
     return ArrayImages(np.stack(X), name=name)
 
-
-# --------------------------------------------------------------------------- tables
-
-
-class TabularRows:
-    """A validated 2-D float table (sklearn's ``check_array`` has already run)."""
-
-    def __init__(self, X: np.ndarray):
-        self.X = np.asarray(X, dtype=np.float32)
-
-    def __len__(self) -> int:
-        return len(self.X)
-
-    def row_keys(self, rows=None) -> list[bytes]:
-        meta = f"f32{self.X.shape[1]}".encode()
-        X = self.X if rows is None else self.X[np.asarray(rows)]
-        return [_hash_bytes(meta, r.tobytes()) for r in X]
-
-    def load(self, indices, preprocess=None) -> torch.Tensor:
-        return torch.from_numpy(self.X[indices])
-
-
-# --------------------------------------------------------------------------- text
-
-
-class TextRows:
-    """A list of strings for text backbones; tokenised by the backbone, batch by batch."""
-
-    def __init__(self, items: Sequence[str]):
-        self.items = list(items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def row_keys(self, rows=None) -> list[bytes]:
-        items = self.items if rows is None else [self.items[i] for i in rows]
-        return [_hash_bytes(b"text", s.encode("utf-8", "surrogatepass")) for s in items]
-
-    def load(self, indices, preprocess=None) -> list[str]:
-        return [self.items[int(i)] for i in indices]
-
-    def lengths(self, rows) -> np.ndarray:
-        """Characters per row: the extraction loop batches texts of similar length."""
-        return np.array([len(self.items[int(i)]) for i in rows])
-
-
-def _is_missing(s) -> bool:
-    """None, NaN, and pandas' missing markers (``pd.NA`` in "string" columns, ``NaT``)."""
-    if s is None or (isinstance(s, numbers.Real) and s != s):
-        return True
-    return type(s).__name__ in ("NAType", "NaTType") and type(s).__module__.startswith("pandas")
-
-
-def as_text(X, *, name: str = "X", missing: str = "raise") -> TextRows:
-    """The text source for ``X``: strings only; ``missing="empty"`` maps None/NaN to ''."""
-    X = _unwrap_pandas(X, name=name)
-    if isinstance(X, str):
-        raise TypeError(f"{name} is a single string; pass a list of strings (e.g. [{name}]).")
-    if isinstance(X, np.ndarray):
-        if X.ndim == 2 and X.shape[1] == 1:
-            X = X[:, 0]  # one column of strings, as a one-column DataFrame gives
-        if X.ndim != 1:
-            raise ValueError(
-                f"{name} has shape {X.shape}; text input must be 1-D (one string a row) or "
-                "one column."
-            )
-        X = X.tolist()
-    if not isinstance(X, Sequence):
-        raise TypeError(f"{name} is a {type(X).__name__}; expected a list/array/Series of strings.")
-    if len(X) == 0:
-        raise ValueError(f"{name} is empty: 0 texts were given.")
-    out = []
-    for i, s in enumerate(X):
-        if _is_missing(s):
-            if missing == "empty":
-                out.append("")
-                continue
-            raise ValueError(
-                f"{name} row {i} is missing ({s!r}); fill it, or pass missing='empty' to embed "
-                "it as an empty string."
-            )
-        if not isinstance(s, str):
-            raise TypeError(
-                f"{name} row {i} is a {type(s).__name__} ({s!r:.40}); expected a string."
-            )
-        out.append(s)
-    return TextRows(out)
-
-
-def looks_like_images(X) -> bool:
-    """True when ``X`` holds images (>= 3-D numeric arrays, PIL images, paths)."""
-    if type(X).__name__ == "DataFrame" and X.shape[1] != 1:
-        return False
-    X = _unwrap_pandas(X, name="X")
-    if isinstance(X, torch.Tensor):
-        return X.ndim >= 3
-    if isinstance(X, np.ndarray) and X.dtype != object and X.dtype.kind not in "US":
-        return X.ndim >= 3
-    if isinstance(X, (list, tuple, np.ndarray)) and len(X) > 0:
-        first = X[0]
-        if _is_pil(first):
-            return True
-        if isinstance(first, np.ndarray):
-            return first.ndim >= 2
-        if _is_pathlike(first):
-            return str(first).lower().endswith(_IMAGE_SUFFIXES)
-    return False

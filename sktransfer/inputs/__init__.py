@@ -1,0 +1,108 @@
+"""Turn whatever the user holds into rows a backbone can eat.
+
+This package is the only code that inspects raw ``X``. Each kind of input becomes a
+*source* (``Source``): ``len()``, ``row_keys(rows=None)`` (content hashes for the
+feature cache) and ``load(indices)`` (a batch). An estimator builds one source per
+``fit``/``transform`` call (:func:`as_source`) and passes it to every phase, so each row
+is validated once. Errors name the offending row, path or parameter.
+
+It also reads the ``X, y, sample_domain`` convention (:func:`resolve_domains`), shared by
+the adaptation estimators and fine-tuning's deep adaptation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.utils.validation import validate_data
+
+from ._common import (
+    _IMAGE_SUFFIXES,
+    FeatureRows,
+    Source,
+    Subset,
+    _is_pathlike,
+    _is_pil,
+    _unwrap_pandas,
+)
+from ._domains import (
+    UNLABELLED,
+    Domains,
+    NoTargetRowsWarning,
+    check_sample_domain,
+    guess_unlabelled_mask,
+    numeric_targets,
+    resolve_domains,
+    unlabelled_mask,
+)
+from ._images import (
+    ArrayImages,
+    ArrayListImages,
+    ImagePreprocess,
+    PathImages,
+    PILImages,
+    as_images,
+)
+from ._tables import TabularRows
+from ._text import TextRows, as_text
+
+__all__ = [
+    "UNLABELLED",
+    "ArrayImages",
+    "ArrayListImages",
+    "Domains",
+    "FeatureRows",
+    "ImagePreprocess",
+    "NoTargetRowsWarning",
+    "PILImages",
+    "PathImages",
+    "Source",
+    "Subset",
+    "TabularRows",
+    "TextRows",
+    "as_images",
+    "as_source",
+    "as_text",
+    "check_sample_domain",
+    "guess_unlabelled_mask",
+    "looks_like_images",
+    "numeric_targets",
+    "resolve_domains",
+    "unlabelled_mask",
+]
+
+
+def as_source(estimator, modality: str, X, *, reset: bool) -> Source:
+    """The validated source of ``X`` for ``modality``; a source passes through unchanged.
+
+    Tabular ``X`` goes through scikit-learn's ``validate_data`` under ``estimator``'s
+    name (``reset=True`` records ``n_features_in_``); text reads ``estimator.missing``.
+    """
+    if isinstance(X, Source):
+        return X
+    if modality == "image":
+        return as_images(X)
+    if modality == "text":
+        return as_text(X, missing=getattr(estimator, "missing", "raise"))
+    X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
+    return TabularRows(X)
+
+
+def looks_like_images(X) -> bool:
+    """True when ``X`` holds images (>= 3-D numeric arrays, PIL images, paths)."""
+    if type(X).__name__ == "DataFrame" and X.shape[1] != 1:
+        return False
+    X = _unwrap_pandas(X, name="X")
+    if isinstance(X, torch.Tensor):
+        return X.ndim >= 3
+    if isinstance(X, np.ndarray) and X.dtype != object and X.dtype.kind not in "US":
+        return X.ndim >= 3
+    if isinstance(X, (list, tuple, np.ndarray)) and len(X) > 0:
+        first = X[0]
+        if _is_pil(first):
+            return True
+        if isinstance(first, np.ndarray):
+            return first.ndim >= 2
+        if _is_pathlike(first):
+            return str(first).lower().endswith(_IMAGE_SUFFIXES)
+    return False
