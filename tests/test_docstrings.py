@@ -163,6 +163,8 @@ def _documented_parameters(doc: str | None) -> list[str]:
 
 
 def _signature_parameters(obj) -> list[str]:
+    if inspect.isclass(obj) and issubclass(obj, BaseException):
+        return []  # warnings and errors take the message, as Python's own do
     func = obj.__init__ if inspect.isclass(obj) else obj
     return [p for p in inspect.signature(func).parameters if p != "self"]
 

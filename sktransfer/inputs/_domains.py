@@ -24,6 +24,19 @@ class NoTargetRowsWarning(UserWarning):
     row has ``y == -1``, NaN for regressors). The estimator then fits its
     ``estimator`` on the source rows alone, the model a user who forgot
     ``sample_domain`` would otherwise have fitted by hand.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sktransfer.adaptation import NoTargetRowsWarning, SourceWeighted
+    >>> X, y = np.arange(8.0).reshape(-1, 1), np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model = SourceWeighted(LogisticRegression()).fit(X, y)  # no y == -1 rows
+    >>> caught[0].category is NoTargetRowsWarning
+    True
     """
 
 
