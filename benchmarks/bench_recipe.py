@@ -67,8 +67,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import sktransfer
 from sktransfer import FeatureTransferClassifier, FineTuneClassifier, feature_cache
-from sktransfer.inputs import as_images
 from sktransfer.backbones import resolve_backbone
+from sktransfer.inputs import as_images
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT = "default FineTuneClassifier"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 
@@ -64,3 +65,22 @@ def to_device(batch, device: torch.device, *, channels_last: bool = False):
 
 def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def halve_on_oom(run, batch_size: int, device: torch.device, *, restart=None):
+    """``run(batch_size)``; on CUDA out-of-memory, halve the batch, warn, ``restart()`` (undo
+    what the failed attempt changed) and run again. The one place the batch shrinks, for
+    extraction and for training alike; on the CPU an out-of-memory error is raised."""
+    while True:
+        try:
+            return run(batch_size)
+        except RuntimeError as exc:
+            if not (is_oom(exc) and device.type == "cuda" and batch_size > 1):
+                raise
+            batch_size //= 2
+            torch.cuda.empty_cache()
+            if restart is not None:
+                restart()
+            warnings.warn(
+                f"CUDA out of memory; retrying with batch_size={batch_size}.", stacklevel=3
+            )

@@ -6,14 +6,13 @@ import functools
 import hashlib
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ._cache import feature_cache
-from ._device import autocast, autocast_dtype, is_oom, to_device
+from ._device import autocast, autocast_dtype, halve_on_oom, is_oom, to_device
 from .backbones import Backbone
 
 
@@ -100,29 +99,24 @@ def forward_rows(
     # the result, not a list of batches plus their concatenation.
     out = np.zeros((0, backbone.dim or 0), dtype=np.float32)
     done = 0
-    while done < len(rows):
-        try:
-            for batch in _batches(
-                source, rows[done:], batch_size, backbone, num_workers, device.type == "cuda"
-            ):
-                x = to_device(batch, device, channels_last=channels_last)
-                with torch.inference_mode(), autocast(device, dtype):
-                    z = _call(module, x, backbone.name)
-                z = z.float().cpu().numpy()
-                if done == 0 and out.shape != (len(rows), z.shape[1]):
-                    out = np.empty((len(rows), z.shape[1]), dtype=np.float32)
-                out[done : done + len(z)] = z
-                done += len(z)
-                if progress is not None:
-                    progress.update(len(z))
-        except RuntimeError as exc:
-            if not (is_oom(exc) and device.type == "cuda" and batch_size > 1):
-                raise
-            batch_size //= 2
-            torch.cuda.empty_cache()
-            warnings.warn(
-                f"CUDA out of memory; retrying with batch_size={batch_size}.", stacklevel=2
-            )
+
+    def run(batch_size):
+        nonlocal out, done  # resumes after the rows already done
+        for batch in _batches(
+            source, rows[done:], batch_size, backbone, num_workers, device.type == "cuda"
+        ):
+            x = to_device(batch, device, channels_last=channels_last)
+            with torch.inference_mode(), autocast(device, dtype):
+                z = _call(module, x, backbone.name)
+            z = z.float().cpu().numpy()
+            if done == 0 and out.shape != (len(rows), z.shape[1]):
+                out = np.empty((len(rows), z.shape[1]), dtype=np.float32)
+            out[done : done + len(z)] = z
+            done += len(z)
+            if progress is not None:
+                progress.update(len(z))
+
+    halve_on_oom(run, batch_size, device)
     if order is not None:
         restored = np.empty_like(out)
         restored[order] = out

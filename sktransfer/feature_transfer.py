@@ -6,7 +6,6 @@ import copy
 
 import numpy as np
 from sklearn.base import (
-    BaseEstimator,
     ClassifierMixin,
     RegressorMixin,
     _fit_context,
@@ -26,17 +25,15 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .backbones import spec_modality
-from .features import (
-    BACKBONE_PARAMS,
+from ._backbone_estimator import (
     RUNTIME_PARAMS,
-    PretrainedFeatures,
-    _set_input_tags,
+    BackboneEstimator,
     check_backbone_params,
     check_consistent_length_rows,
-    clone_keeping_fitted_backbone,
     features_constraints,
 )
+from .backbones import spec_modality
+from .features import PretrainedFeatures
 from .inputs import TabularRows, as_source
 
 
@@ -51,7 +48,7 @@ def _head_has(attr):
     return check
 
 
-class _FeatureTransfer(BaseEstimator):
+class _FeatureTransfer(BackboneEstimator):
     """Shared fit/predict plumbing; subclasses set the default head and target checks."""
 
     _parameter_constraints = {**features_constraints, "head": [None, HasMethods(["fit"])]}
@@ -131,7 +128,7 @@ class _FeatureTransfer(BaseEstimator):
                 sample_weight, np.empty((len(y), 0)), ensure_non_negative=True
             )
         self.features_ = PretrainedFeatures(
-            self.backbone, **{p: getattr(self, p) for p in BACKBONE_PARAMS}, verbose=self.verbose
+            self.backbone, **self._backbone_params(), verbose=self.verbose
         )
         # float64 for the head: sklearn's solvers work in it and regressors must predict in it.
         Z = self.features_._transform(self.features_._fit(source, modality)).astype(np.float64)
@@ -171,9 +168,6 @@ class _FeatureTransfer(BaseEstimator):
             self.head = self._default_head()
         return super().set_params(**params)
 
-    def __sklearn_clone__(self):
-        return clone_keeping_fitted_backbone(self)
-
     def _features(self, X):
         check_is_fitted(self)
         # Settings that do not change the features follow this estimator's current values,
@@ -204,11 +198,6 @@ class _FeatureTransfer(BaseEstimator):
     def decision_function(self, X):
         Z = self._features(X)
         return self.head_.decision_function(Z)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        _set_input_tags(tags, spec_modality(self.backbone))
-        return tags
 
 
 class FeatureTransferClassifier(ClassifierMixin, _FeatureTransfer):

@@ -2,166 +2,30 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import re
-import tempfile
 import threading
-import warnings
 from collections import OrderedDict
-from numbers import Integral
 
 import numpy as np
-import torch
-from sklearn.base import BaseEstimator, TransformerMixin, _clone_parametrized, _fit_context
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 from torch.nn.parameter import is_lazy
 
 from . import backbones as _backbones
-from ._device import PRECISIONS, resolve_device
+from ._backbone_estimator import (
+    BackboneEstimator,
+    check_backbone_params,
+    features_constraints,
+    seed_of,
+    warn_oversized,
+)
+from ._device import resolve_device
 from ._extract import extract, forward_rows
-from .backbones import POOLINGS, _fitted_backbone, check_spec, resolve_backbone, spec_modality
+from .backbones import resolve_backbone, spec_modality
 from .backbones._base import on_cpu
 from .backbones._vision import _Seed
 from .inputs import Source, as_source
-
-BACKBONE_PARAMS = (
-    "weights",
-    "layer",
-    "pooling",
-    "image_size",
-    "batch_size",
-    "device",
-    "precision",
-    "cache",
-    "num_workers",
-    "random_state",
-    "max_length",
-    "missing",
-)
-
-# The parameters that change how, not which, features are computed.
-RUNTIME_PARAMS = ("batch_size", "device", "precision", "cache", "num_workers")
-
-backbone_constraints = {
-    "backbone": "no_validation",
-    "weights": [str, None],
-    "layer": [str, None],
-    "pooling": [StrOptions(set(POOLINGS))],
-    "image_size": [Interval(Integral, 1, None, closed="left"), tuple, None],
-    "batch_size": [Interval(Integral, 1, None, closed="left")],
-    "device": [str, torch.device],
-    "precision": [StrOptions(set(PRECISIONS))],
-    "cache": ["boolean", str, os.PathLike],
-    "num_workers": [Interval(Integral, 0, None, closed="left")],
-    "random_state": ["random_state"],
-    "max_length": [Interval(Integral, 2, None, closed="left"), None],
-    "missing": [StrOptions({"raise", "empty"})],
-}
-
-
-# PretrainedFeatures and FeatureTransfer* also take ``verbose`` (a progress bar over the rows).
-features_constraints = {**backbone_constraints, "verbose": ["verbose"]}
-
-
-def check_backbone_params(estimator) -> None:
-    """What sklearn's constraints cannot say, checked before any input is read or weights
-    load: the backbone spec, the shape of ``image_size``, a writable ``cache`` folder."""
-    check_spec(estimator.backbone)
-    size = estimator.image_size
-    if isinstance(size, (tuple, list)) and not (
-        len(size) == 2 and all(isinstance(v, Integral) and v >= 1 for v in size)
-    ):
-        raise ValueError(
-            f"image_size={size!r} must be an int or a (height, width) pair of positive ints."
-        )
-    weights = estimator.weights
-    if isinstance(weights, str) and (
-        os.sep in weights or "/" in weights or weights.endswith(_WEIGHT_SUFFIXES)
-    ):
-        if os.path.isdir(weights):
-            raise ValueError(f"weights={weights!r} is a directory; pass a state_dict file.")
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(
-                f"weights={weights!r}: no such state_dict file; pass an existing path, "
-                "'DEFAULT' for the pretrained weights or None for a random init."
-            )
-    cache = estimator.cache
-    if isinstance(cache, (str, os.PathLike)) and not isinstance(cache, bool):
-        folder = os.fspath(cache)
-        try:
-            os.makedirs(folder, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as exc:
-            raise ValueError(
-                f"cache={folder!r} is not a writable directory ({exc.strerror or exc}); pass a "
-                "folder you can write to, cache=True for the shared default, or cache=False."
-            ) from None
-
-
-_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-
-# Sizes far above the weights' own cost time quadratically and rarely help.
-_OVERSIZE = 4
-
-
-def warn_oversized(bb, image_size) -> None:
-    """Warn when ``image_size`` is far above the size the weights were trained at."""
-    native = bb.native_size
-    if image_size is None or not native:
-        return
-    size = max((image_size,) * 2 if isinstance(image_size, Integral) else image_size)
-    if size > _OVERSIZE * native:
-        warnings.warn(
-            f"image_size={image_size!r} is {size / native:.0f}x the {native} px the weights of "
-            f"{bb.name!r} were trained at: every image costs ~{(size / native) ** 2:.0f}x the "
-            "compute and features rarely improve. Leave image_size=None for the native size.",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def n_rows(X) -> int | None:
-    """Rows of any input kind (arrays, tensors, lists, pandas) without reading them; None
-    for a scalar."""
-    shape = getattr(X, "shape", None)
-    if isinstance(shape, tuple):  # first: len() of a scipy dok matrix counts its entries
-        return shape[0] if shape else None
-    try:
-        return len(X)
-    except TypeError:
-        return None
-
-
-def check_consistent_length_rows(X, y, sample_weight=None) -> None:
-    """X, y (and sample_weight) of one length, said before any row is read or embedded."""
-    lengths = {"X": n_rows(X), "y": n_rows(y)}
-    if sample_weight is not None:
-        lengths["sample_weight"] = n_rows(sample_weight)
-    lengths = {k: v for k, v in lengths.items() if v is not None}  # scalars: checked later
-    if len(set(lengths.values())) > 1:
-        raise ValueError(
-            "inconsistent numbers of rows: "
-            + ", ".join(f"{k} has {v}" for k, v in lengths.items())
-            + "; pass one label (and weight) per row of X."
-        )
-
-
-def clone_keeping_fitted_backbone(estimator):
-    """``clone`` for estimators whose ``backbone`` may be a fitted estimator.
-
-    ``sklearn.base.clone`` clones every parameter that is an estimator, and a clone
-    is unfitted: the source model would be lost in every ``GridSearchCV`` fold. A
-    fitted backbone is a trained model, like an ``nn.Module`` spec, so it is deep-copied
-    as ``clone`` does with any other non-estimator parameter.
-    """
-    new = _clone_parametrized(estimator)
-    if _fitted_backbone(estimator.backbone) is not None:
-        new.backbone = copy.deepcopy(estimator.backbone)
-    return new
 
 
 class _Templates:
@@ -221,16 +85,7 @@ def _template_key(est, modality: str, seed):
     return (spec, builder, weights, est.layer, est.pooling, est.image_size, seed)
 
 
-def seed_of(random_state) -> int | None:
-    """An int seed for torch from sklearn's ``random_state`` (None stays None)."""
-    if random_state is None:
-        return None
-    if isinstance(random_state, Integral):
-        return int(random_state)
-    return int(check_random_state(random_state).randint(2**31 - 1))
-
-
-class PretrainedFeatures(TransformerMixin, BaseEstimator):
+class PretrainedFeatures(TransformerMixin, BackboneEstimator):
     """Features from a frozen pretrained backbone, for any scikit-learn model.
 
     Parameters
@@ -391,9 +246,6 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         self.n_features_out_ = bb.dim
         return source
 
-    def __sklearn_clone__(self):
-        return clone_keeping_fitted_backbone(self)
-
     def transform(self, X):
         """Features of ``X``: float32 array (n_samples, n_features_out_)."""
         check_is_fitted(self)
@@ -420,15 +272,4 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
-        _set_input_tags(tags, spec_modality(self.backbone))
         return tags
-
-
-def _set_input_tags(tags, modality: str) -> None:
-    if modality == "image":
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True  # image file paths
-    elif modality == "text":
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True

@@ -16,7 +16,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -31,7 +31,14 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
 from torch import nn
 
-from ._device import autocast_dtype, is_oom, resolve_device
+from ._backbone_estimator import (
+    BackboneEstimator,
+    backbone_constraints,
+    check_backbone_params,
+    check_consistent_length_rows,
+    seed_of,
+)
+from ._device import autocast_dtype, halve_on_oom, resolve_device
 from ._extract import extract
 from ._training import (
     L2SP,
@@ -52,19 +59,13 @@ from ._training import (
 from .augment import make_augment
 from .backbones import param_blocks, spec_modality
 from .backbones._vision import _Seed
-from .features import (
-    BACKBONE_PARAMS,
-    PretrainedFeatures,
-    backbone_constraints,
-    check_backbone_params,
-    check_consistent_length_rows,
-    clone_keeping_fitted_backbone,
-    seed_of,
-)
+from .features import PretrainedFeatures
 from .inputs import FeatureRows, NoTargetRowsWarning, Subset, as_source, resolve_domains
 
 
-class _FineTune(BaseEstimator):
+class _FineTune(BackboneEstimator):
+    # A training batch: 32 rows of gradients (64 is the inference batch of extraction).
+    _backbone_defaults = {"batch_size": 32}
     _parameter_constraints = {
         **backbone_constraints,
         "freeze": [
@@ -162,13 +163,13 @@ class _FineTune(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, sample_domain=None):
         """Fine-tune on ``(X, y)``; starts again from the pretrained weights unless ``warm_start``.
 
         Rows with ``sample_domain < 0`` (or, without ``sample_domain``, y == -1 / NaN)
         are unlabelled target rows: they enter only the ``adaptation`` term.
         """
-        self._validate_params()
         self._check_params()
         with _Seed(seed_of(self.random_state)):
             continuing = self._continuing()
@@ -192,12 +193,12 @@ class _FineTune(BaseEstimator):
                 self.backbone_.compute_fingerprint()
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``(X, y)`` at a constant learning rate, continuing from the current
         weights (the first call loads the backbone; classifiers need ``classes`` then)."""
         first = not hasattr(self, "net_")
-        if first:
-            self._validate_params()
+        if first:  # _fit_context validated the parameters
             self._check_params()
         with _Seed(seed_of(self.random_state) if first else None):
             data = self._prepare(X, y, sample_weight, None, reset=first, classes=classes)
@@ -284,8 +285,7 @@ class _FineTune(BaseEstimator):
 
     def _build(self, data):
         """Load the backbone (once per fit) and attach a fresh head sized to the target."""
-        params = {p: getattr(self, p) for p in BACKBONE_PARAMS}
-        features = PretrainedFeatures(self.backbone, **params)
+        features = PretrainedFeatures(self.backbone, **self._backbone_params())
         features._fit(data["source"], data["modality"])
         bb = features.backbone_
         _make_trainable(bb.module)
@@ -550,22 +550,16 @@ class _FineTune(BaseEstimator):
         start = (
             copy.deepcopy(net.module.state_dict()) if isinstance(net.module, nn.Module) else None
         )
-        while True:
-            try:
-                if partial:
-                    net.partial_fit(dataset, None, epochs=1)
-                else:
-                    net.fit(dataset, None)
-                return net
-            except RuntimeError as exc:
-                if not (is_oom(exc) and self.device_.type == "cuda" and net.batch_size > 1):
-                    raise
-                net.module.load_state_dict(start)
-                torch.cuda.empty_cache()
-                net.set_params(batch_size=net.batch_size // 2)
-                warnings.warn(
-                    f"CUDA out of memory; retrying with batch_size={net.batch_size}.", stacklevel=3
-                )
+
+        def run(batch_size):
+            net.set_params(batch_size=batch_size)
+            if partial:
+                return net.partial_fit(dataset, None, epochs=1)
+            return net.fit(dataset, None)
+
+        return halve_on_oom(
+            run, net.batch_size, self.device_, restart=lambda: net.module.load_state_dict(start)
+        )
 
     # ------------------------------------------------------------------ predict
 
@@ -609,10 +603,6 @@ class _FineTune(BaseEstimator):
             rows += [dict(r, phase="all") for r in self.net_.history]
         return rows
 
-    def __sklearn_clone__(self):
-        # A fitted source estimator as backbone= must survive clone (GridSearchCV folds).
-        return clone_keeping_fitted_backbone(self)
-
     def __getstate__(self):
         # backbone_.module is module_.body: store it once, relink it on load.
         state = self.__dict__.copy()
@@ -635,10 +625,7 @@ class _FineTune(BaseEstimator):
                 self.device_ = torch.device("cpu")
 
     def __sklearn_tags__(self):
-        from .features import _set_input_tags
-
         tags = super().__sklearn_tags__()
-        _set_input_tags(tags, spec_modality(self.backbone))
         tags.non_deterministic = self.random_state is None
         return tags
 

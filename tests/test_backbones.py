@@ -20,9 +20,9 @@ from sktransfer import (
     register_backbone,
     resolve_backbone,
 )
-from sktransfer.inputs import ImagePreprocess
 from sktransfer.backbones import param_blocks
 from sktransfer.backbones._base import pool
+from sktransfer.inputs import ImagePreprocess
 
 
 def seeded_resnet18(seed=0):

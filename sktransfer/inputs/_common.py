@@ -65,7 +65,6 @@ def _hash_bytes(*chunks: bytes) -> bytes:
     return h.digest()
 
 
-
 class Source:
     """Rows a backbone can eat: ``len()``, ``load(indices, preprocess)`` (a batch) and
     ``row_keys(rows=None)`` (content hashes for the feature cache).

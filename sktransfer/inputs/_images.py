@@ -415,4 +415,3 @@ def as_images(X, *, name: str = "X"):
     if len({np.shape(a) for a in X}) > 1:
         return ArrayListImages(X, name=name)
     return ArrayImages(np.stack(X), name=name)
-
