@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import warnings
 
 import numpy as np
@@ -177,7 +178,12 @@ class TransferNet(NeuralNet):
             self.module_.batchnorm_eval = self.batchnorm_eval
         self.adaptation_loss_ = None
         if self.adaptation is not None:
-            self.adaptation_loss_ = make_adaptation_loss(self.adaptation, self.domain_features)
+            # A name, or a callable n_features -> AdaptationLoss (a loss object cannot be a
+            # skorch parameter: skorch owns the torch modules it is given).
+            make = self.adaptation
+            if isinstance(make, str):
+                make = functools.partial(make_adaptation_loss, make)
+            self.adaptation_loss_ = make(self.domain_features)
             self.adaptation_loss_.to(self.device)
         return self
 

@@ -11,6 +11,7 @@ budget of optimiser steps that suits the body's family. skorch runs the loop
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from numbers import Integral, Real
 
@@ -41,8 +42,10 @@ from ._backbone_estimator import (
 from ._device import autocast_dtype, halve_on_oom, resolve_device
 from ._extract import extract
 from ._training import (
+    ADAPTATION_LOSSES,
     L2SP,
     RECIPES,
+    AdaptationLoss,
     SourceDataset,
     TrainingDataset,
     TransferModel,
@@ -54,6 +57,7 @@ from ._training import (
     identity_collate,
     interpolate_weights,
     layerwise_groups,
+    make_adaptation_loss,
     weights_snapshot,
 )
 from .augment import make_augment
@@ -86,7 +90,7 @@ class _FineTune(BackboneEstimator):
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "adaptation": [None, StrOptions({"dann", "coral"})],
+        "adaptation": [None, StrOptions(set(ADAPTATION_LOSSES)), AdaptationLoss],
         "adaptation_weight": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
@@ -361,7 +365,11 @@ class _FineTune(BackboneEstimator):
             class_weight=None if cw is None else torch.as_tensor(cw, dtype=torch.float32),
             amp_dtype=amp,
             channels_last=device.type == "cuda" and self.backbone_.is_conv,
-            adaptation=self.adaptation if module is self.module_ else None,
+            adaptation=(
+                functools.partial(make_adaptation_loss, self.adaptation)
+                if module is self.module_ and self.adaptation is not None
+                else None
+            ),
             adaptation_weight=self.adaptation_weight,
             domain_features=self.backbone_.dim,
         )
@@ -498,7 +506,10 @@ class _FineTune(BackboneEstimator):
             weight_decay=self.weight_decay,
             body_decay=0.0 if self.l2sp > 0 else self.weight_decay,
         )
-        max_lr = [g["lr"] for g in groups] + ([self.lr_] if self.adaptation == "dann" else [])
+        # A loss with parameters (DANN's discriminator) is one more optimiser group.
+        loss = None if self.adaptation is None else make_adaptation_loss(self.adaptation, bb.dim)
+        trains = loss is not None and any(True for _ in loss.parameters())
+        max_lr = [g["lr"] for g in groups] + ([self.lr_] if trains else [])
         tr, va = self._split(data)
         source = data["source"]
         augment = make_augment(self.augment) if data["modality"] == "image" else None
@@ -693,8 +704,9 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         Share of the labelled training rows held out when ``early_stopping=True``.
     n_iter_no_change : int, default=3
         Epochs without improvement of the validation loss before early stopping stops.
-    adaptation : None, "dann" or "coral", default=None
-        Deep domain adaptation with unlabelled target rows (y == -1 or ``sample_domain``).
+    adaptation : None, "dann", "coral" or AdaptationLoss, default=None
+        Deep domain adaptation with unlabelled target rows (y == -1 or ``sample_domain``);
+        an ``sktransfer._training.AdaptationLoss`` object plugs in another method.
     adaptation_weight : float, default=1.0
         Weight of the adaptation loss (DANN's domain loss, or the CORAL distance)
         against the classification loss.
@@ -920,8 +932,9 @@ class FineTuneRegressor(RegressorMixin, _FineTune):
         Share of the labelled training rows held out when ``early_stopping=True``.
     n_iter_no_change : int, default=3
         Epochs without improvement of the validation loss before early stopping stops.
-    adaptation : None, "dann" or "coral", default=None
-        Deep domain adaptation with unlabelled target rows (y = NaN or ``sample_domain``).
+    adaptation : None, "dann", "coral" or AdaptationLoss, default=None
+        Deep domain adaptation with unlabelled target rows (y = NaN or ``sample_domain``);
+        an ``sktransfer._training.AdaptationLoss`` object plugs in another method.
     adaptation_weight : float, default=1.0
         Weight of the adaptation loss against the regression loss.
     warm_start : bool, default=False

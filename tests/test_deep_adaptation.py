@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from torch import nn
 
 from sktransfer import FineTuneClassifier, FineTuneRegressor
-from sktransfer._training import coral_loss
+from sktransfer._training import AdaptationLoss, coral_loss
 
 
 def affine_shift(seed, n=300):
@@ -122,3 +123,30 @@ def test_adaptation_without_target_rows_warns_and_fine_tunes_on_the_source_rows(
         adapted = FineTuneClassifier(body(), adaptation=adaptation, random_state=0).fit(Xs, ys)
     plain = FineTuneClassifier(body(), random_state=0).fit(Xs, ys)
     np.testing.assert_array_equal(adapted.predict(Xs), plain.predict(Xs))
+
+
+class MeanGap(AdaptationLoss):
+    """A plugged-in adaptation term: the squared distance between the domains' mean
+    features (a linear-kernel MMD)."""
+
+    calls = 0
+
+    def forward(self, zs, zt):
+        MeanGap.calls += 1
+        return (zs.mean(0) - zt.mean(0)).pow(2).sum()
+
+
+def test_an_adaptation_loss_object_plugs_in_and_pulls_the_domains_together():
+    X, y, Xt, _ = affine_shift(0, n=120)
+    src = X[y >= 0]
+
+    def mean_gap(clf):
+        with torch.no_grad():
+            m = clf.backbone_.module.eval()
+            return (m(torch.from_numpy(src)).mean(0) - m(torch.from_numpy(Xt)).mean(0)).norm()
+
+    MeanGap.calls = 0
+    plugged = fit(MeanGap(16), X, y, 0, adaptation_weight=10.0)
+    assert MeanGap.calls > 0
+    assert mean_gap(plugged) < 0.5 * mean_gap(fit(None, X, y, 0))
+    assert clone(plugged).adaptation is not plugged.adaptation  # clone copies the object
