@@ -19,13 +19,19 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch.nn.parameter import is_lazy
 
-from . import backbones as _backbones
 from ._device import PRECISIONS, resolve_device
 from ._extract import extract, forward_rows
 from ._inputs import TabularRows, as_images, as_text
-from .backbones import POOLINGS, _fitted_backbone, check_spec, resolve_backbone, spec_modality
-from .backbones._base import on_cpu
-from .backbones._vision import _Seed
+from ._torch import Seed
+from .backbones import (
+    POOLINGS,
+    check_spec,
+    fitted_backbone,
+    on_cpu,
+    registered,
+    resolve_backbone,
+    spec_modality,
+)
 
 BACKBONE_PARAMS = (
     "weights",
@@ -169,7 +175,7 @@ def clone_keeping_fitted_backbone(estimator):
     as ``clone`` does with any other non-estimator parameter.
     """
     new = _clone_parametrized(estimator)
-    if _fitted_backbone(estimator.backbone) is not None:
+    if fitted_backbone(estimator.backbone) is not None:
         new.backbone = copy.deepcopy(estimator.backbone)
     return new
 
@@ -226,7 +232,7 @@ def _template_key(est, modality: str, seed):
     if isinstance(weights, str) and os.path.isfile(weights):
         st = os.stat(weights)  # a rewritten file is other weights
         weights = (os.path.abspath(weights), st.st_size, st.st_mtime_ns)
-    entry = _backbones._REGISTRY.get(spec)  # re-registering a name gives a new key
+    entry = registered(spec)  # re-registering a name gives a new key
     builder = entry.builder if entry is not None else None
     return (spec, builder, weights, est.layer, est.pooling, est.image_size, seed)
 
@@ -368,7 +374,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         if any(is_lazy(t) for t in [*bb.module.parameters(), *bb.module.buffers()]):
             # Lazy modules (nn.LazyLinear) take their shape, seeded, from one row.
-            with _Seed(seed):
+            with Seed(seed):
                 forward_rows(
                     bb, source, np.arange(1), batch_size=1, device=device, precision=self.precision
                 )

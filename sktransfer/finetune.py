@@ -34,6 +34,7 @@ from torch import nn
 
 from ._device import autocast_dtype, is_oom, resolve_device
 from ._extract import extract
+from ._torch import Seed
 from ._training import (
     L2SP,
     RECIPES,
@@ -54,7 +55,6 @@ from ._training import (
 from .adaptation._base import NoTargetRowsWarning, resolve_domains
 from .augment import make_augment
 from .backbones import param_blocks, spec_modality
-from .backbones._vision import _Seed
 from .features import (
     BACKBONE_PARAMS,
     PretrainedFeatures,
@@ -173,7 +173,7 @@ class _FineTune(BaseEstimator):
         """
         self._validate_params()
         self._check_params()
-        with _Seed(seed_of(self.random_state)):
+        with Seed(seed_of(self.random_state)):
             continuing = self._continuing()
             data = self._prepare(X, y, sample_weight, sample_domain, reset=not continuing)
             if not continuing:
@@ -202,7 +202,7 @@ class _FineTune(BaseEstimator):
         if first:
             self._validate_params()
             self._check_params()
-        with _Seed(seed_of(self.random_state) if first else None):
+        with Seed(seed_of(self.random_state) if first else None):
             data = self._prepare(X, y, sample_weight, None, reset=first, classes=classes)
             if first:
                 self._build(X, data)
