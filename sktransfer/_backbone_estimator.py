@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._device import PRECISIONS
-from .backbones import POOLINGS, _fitted_backbone, check_spec, spec_modality
+from .backbones import POOLINGS, check_spec, fitted_backbone, spec_modality
 
 BACKBONE_PARAMS = (
     "weights",
@@ -155,7 +155,7 @@ def clone_keeping_fitted_backbone(estimator):
     as ``clone`` does with any other non-estimator parameter.
     """
     new = _clone_parametrized(estimator)
-    if _fitted_backbone(estimator.backbone) is not None:
+    if fitted_backbone(estimator.backbone) is not None:
         new.backbone = copy.deepcopy(estimator.backbone)
     return new
 

@@ -12,7 +12,6 @@ from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 from torch.nn.parameter import is_lazy
 
-from . import backbones as _backbones
 from ._backbone_estimator import (
     BackboneEstimator,
     check_backbone_params,
@@ -22,9 +21,8 @@ from ._backbone_estimator import (
 )
 from ._device import resolve_device
 from ._extract import extract, forward_rows
-from .backbones import resolve_backbone, spec_modality
-from .backbones._base import on_cpu
-from .backbones._vision import _Seed
+from ._torch import Seed
+from .backbones import on_cpu, registered, resolve_backbone, spec_modality
 from .inputs import Source, as_source
 
 
@@ -80,7 +78,7 @@ def _template_key(est, modality: str, seed):
     if isinstance(weights, str) and os.path.isfile(weights):
         st = os.stat(weights)  # a rewritten file is other weights
         weights = (os.path.abspath(weights), st.st_size, st.st_mtime_ns)
-    entry = _backbones._REGISTRY.get(spec)  # re-registering a name gives a new key
+    entry = registered(spec)  # re-registering a name gives a new key
     builder = entry.builder if entry is not None else None
     return (spec, builder, weights, est.layer, est.pooling, est.image_size, seed)
 
@@ -226,7 +224,7 @@ class PretrainedFeatures(TransformerMixin, BackboneEstimator):
         device = resolve_device(self.device)
         if any(is_lazy(t) for t in [*bb.module.parameters(), *bb.module.buffers()]):
             # Lazy modules (nn.LazyLinear) take their shape, seeded, from one row.
-            with _Seed(seed):
+            with Seed(seed):
                 forward_rows(
                     bb, source, np.arange(1), batch_size=1, device=device, precision=self.precision
                 )

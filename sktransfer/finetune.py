@@ -41,6 +41,7 @@ from ._backbone_estimator import (
 )
 from ._device import autocast_dtype, halve_on_oom, resolve_device
 from ._extract import extract
+from ._torch import Seed
 from ._training import (
     ADAPTATION_LOSSES,
     L2SP,
@@ -62,7 +63,7 @@ from ._training import (
 )
 from .augment import make_augment
 from .backbones import param_blocks, spec_modality
-from .backbones._vision import _Seed
+from ._torch import Seed
 from .features import PretrainedFeatures
 from .inputs import FeatureRows, NoTargetRowsWarning, Subset, as_source, resolve_domains
 
@@ -175,7 +176,7 @@ class _FineTune(BackboneEstimator):
         are unlabelled target rows: they enter only the ``adaptation`` term.
         """
         self._check_params()
-        with _Seed(seed_of(self.random_state)):
+        with Seed(seed_of(self.random_state)):
             continuing = self._continuing()
             data = self._prepare(X, y, sample_weight, sample_domain, reset=not continuing)
             if not continuing:
@@ -204,7 +205,7 @@ class _FineTune(BackboneEstimator):
         first = not hasattr(self, "net_")
         if first:  # _fit_context validated the parameters
             self._check_params()
-        with _Seed(seed_of(self.random_state) if first else None):
+        with Seed(seed_of(self.random_state) if first else None):
             data = self._prepare(X, y, sample_weight, None, reset=first, classes=classes)
             if first:
                 self._build(data)

@@ -13,6 +13,7 @@ from conftest import TinyCNN
 from torch import nn
 
 import sktransfer.backbones as backbones
+import sktransfer.backbones._registry as registry
 from sktransfer import (
     Backbone,
     PretrainedFeatures,
@@ -108,6 +109,26 @@ def test_a_state_dict_of_another_architecture_is_refused(tmp_path, small_rgb):
         r"missing keys \[\], unexpected keys \['layer1.2",
     ):
         PretrainedFeatures("resnet18", weights=str(tmp_path / "r34.pth")).fit(small_rgb)
+
+
+def test_a_state_dict_with_other_shapes_names_the_tensors_and_both_shapes(tmp_path, small_rgb):
+    torch.save(
+        torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), tmp_path / "r.pth"
+    )
+    with pytest.raises(ValueError) as err:
+        PretrainedFeatures("resnet18", weights=str(tmp_path / "r.pth")).fit(small_rgb)
+    assert str(err.value) == (
+        f"weights={str(tmp_path / 'r.pth')!r} do not fit torchvision's 'resnet18': missing keys "
+        "[], unexpected keys [], shapes that differ (file vs model): fc.weight (10, 512) vs "
+        "(1000, 512), fc.bias (10,) vs (1000,). The file must hold the state_dict of the whole "
+        "classification model."
+    )
+
+
+def test_a_file_holding_something_else_than_a_state_dict_is_named(tmp_path, small_rgb):
+    torch.save(torch.ones(3), tmp_path / "tensor.pth")
+    with pytest.raises(ValueError, match="tensor.pth' holds a Tensor, not a state_dict"):
+        PretrainedFeatures("resnet18", weights=str(tmp_path / "tensor.pth")).fit(small_rgb)
 
 
 def test_an_unreadable_weights_file_is_named(tmp_path, small_rgb):
@@ -236,7 +257,7 @@ def test_list_backbones_starts_with_the_packaged_models():
 
 
 def test_a_registered_backbone_is_usable_by_name(monkeypatch, small_rgb):
-    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     calls = []
 
     def build(weights="DEFAULT", layer=None, pooling="avg", random_state=None):
@@ -345,3 +366,24 @@ def test_a_layer_backbone_round_trips_through_pickle(small_rgb):
                             random_state=0, cache=False).fit(small_rgb)  # fmt: skip
     loaded = pickle.loads(pickle.dumps(pf))
     np.testing.assert_array_equal(loaded.transform(small_rgb), pf.transform(small_rgb))
+
+
+def test_seed_gives_the_same_draws_and_leaves_the_callers_stream_alone():
+    from sktransfer._torch import Seed
+
+    torch.manual_seed(7)
+    expected_next = torch.rand(3)
+    torch.manual_seed(7)
+    with Seed(0):
+        first = torch.rand(3)
+    with Seed(0):
+        second = torch.rand(3)
+    assert torch.equal(first, second)
+    assert torch.equal(torch.rand(3), expected_next)  # as if the blocks had not run
+
+
+def test_a_missing_optional_package_names_the_pip_install():
+    from sktransfer._torch import require
+
+    with pytest.raises(ImportError, match=r"pip install 'sktransfer\[timm\]'"):
+        require("sktransfer_no_such_package", "timm")

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 import sktransfer.backbones as backbones
+import sktransfer.backbones._registry as registry
 from sktransfer import (
     Backbone,
     FeatureTransferClassifier,
@@ -223,7 +224,7 @@ def test_changing_a_returned_array_does_not_change_the_cache(table):
 @pytest.fixture
 def counted_builder(monkeypatch):
     """Registers 'counted': a tiny image backbone whose builder records its calls."""
-    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     calls = []
 
     def build(weights="DEFAULT", layer=None, pooling="avg", random_state=None):

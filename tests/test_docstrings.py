@@ -21,6 +21,7 @@ import pytest
 import sktransfer
 import sktransfer.adaptation
 import sktransfer.backbones
+import sktransfer.backbones._registry as registry
 import sktransfer.datasets
 
 # Examples that read data which only some machines have, and why.
@@ -84,7 +85,7 @@ def test_docstring_example_runs(example, tmp_path, monkeypatch, pytestconfig):
         if not os.path.exists(path):
             pytest.skip(reason)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sktransfer.backbones, "_REGISTRY", dict(sktransfer.backbones._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     # A fresh namespace each run: the runner clears the one it is given.
     test = doctest.DocTest(
         example.examples,

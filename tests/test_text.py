@@ -311,6 +311,16 @@ def test_weights_file_loads_a_saved_text_encoder_state_dict(tiny_dir, tmp_path):
     )
 
 
+def test_a_weights_file_of_another_encoder_names_the_keys(tiny_dir, tmp_path):
+    torch.save({"encoder.other.weight": torch.ones(2)}, tmp_path / "other.pt")
+    with pytest.raises(
+        ValueError,
+        match=r"other.pt' do not fit BertModel: missing keys \['embeddings.*unexpected keys "
+        r"\['other.weight'\]\. The file must hold the state_dict of the encoder",
+    ):
+        build_hf_text(tiny_dir, weights=str(tmp_path / "other.pt"))
+
+
 def test_a_directory_without_config_json_is_refused_clearly(tmp_path):
     empty = tmp_path / "not-a-model"
     empty.mkdir()

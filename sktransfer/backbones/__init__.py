@@ -11,128 +11,34 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from torch import nn
 
 from ..inputs import ImagePreprocess, looks_like_images
-from ._base import POOLINGS, Backbone, Pooled, param_blocks
-from ._text import MINILM, build_hf_text, build_minilm, is_hf_dir
-from ._vision import (
-    build_efficientnet_lite,
-    build_timm,
-    build_torchvision,
-    require,
-    torchvision_names,
-)
+from .._torch import require
+from ._base import POOLINGS, Backbone, Pooled, on_cpu, param_blocks
+from ._registry import Entry, list_backbones, register_backbone, registered
+from ._text import build_hf_text, is_hf_dir
+from ._vision import build_timm, build_torchvision, split_classifier, torchvision_names
 
 __all__ = [
     "Backbone",
+    "Entry",
     "register_backbone",
+    "registered",
     "list_backbones",
     "resolve_backbone",
     "check_spec",
+    "fitted_backbone",
+    "spec_modality",
+    "on_cpu",
     "param_blocks",
+    "Pooled",
     "POOLINGS",
 ]
 
 
-@dataclass(frozen=True)
-class _Entry:
-    builder: Callable[..., Backbone]
-    modality: str
-    description: str
-
-
-_REGISTRY: dict[str, _Entry] = {}
-
-
-def register_backbone(
-    name: str, builder: Callable[..., Backbone], *, modality: str = "image", description: str = ""
-) -> None:
-    """Register ``builder`` under ``name`` so that ``backbone=name`` works everywhere.
-
-    Parameters
-    ----------
-    name : str
-        The name estimators take as ``backbone=``. Registering an existing name
-        replaces it.
-    builder : callable
-        ``builder(weights=..., layer=..., pooling=..., random_state=...)`` returns a
-        ``Backbone`` (text builders also get ``max_length=`` when the user sets it);
-        it is called in ``fit``, never at import or in ``__init__``.
-    modality : {"image", "tabular", "text"}, default="image"
-        What input the backbone takes, known without building it.
-    description : str, default=""
-        One line for the user (where the weights come from, what they were trained on).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from torch import nn
-    >>> from sktransfer import Backbone, PretrainedFeatures, list_backbones, register_backbone
-    >>> def build_projection(weights="DEFAULT", layer=None, pooling="avg", random_state=None):
-    ...     return Backbone(module=nn.Linear(4, 2), modality="tabular", preprocess=None,
-    ...                     name="projection")
-    >>> register_backbone("projection", build_projection, modality="tabular")
-    >>> "projection" in list_backbones()
-    True
-    >>> features = PretrainedFeatures("projection").fit(np.ones((3, 4)))
-    >>> features.get_feature_names_out()
-    array(['projection_0', 'projection_1'], dtype=object)
-    """
-    if modality not in ("image", "tabular", "text"):
-        raise ValueError(f"modality={modality!r} must be 'image', 'tabular' or 'text'.")
-    _REGISTRY[name] = _Entry(builder, modality, description)
-
-
-def list_backbones(*, include_torchvision: bool = False) -> list[str]:
-    """Registered names (the packaged, offline models first); torchvision's on request.
-
-    Parameters
-    ----------
-    include_torchvision : bool, default=False
-        Also list torchvision's classification models (their weights download on first
-        use, so they need a network or a filled torch hub cache).
-
-    Returns
-    -------
-    list of str
-
-    Examples
-    --------
-    >>> from sktransfer import list_backbones
-    >>> list_backbones()[:4]
-    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'all-MiniLM-L6-v2']
-
-    ``list_backbones(include_torchvision=True)`` adds ``"resnet18"`` and the rest of
-    torchvision's models (importing ``torchvision.models`` takes a few seconds).
-    """
-    names = list(_REGISTRY)
-    if include_torchvision:
-        names += [n for n in torchvision_names() if n not in _REGISTRY]
-    return names
-
-
-for _v in (0, 1, 2):
-    register_backbone(
-        f"efficientnet_lite{_v}",
-        build_efficientnet_lite(_v),
-        description=f"EfficientNet-Lite{_v}, ImageNet-1k, packaged offline (sktransfer[assets])",
-    )
-
-
-for _name in (MINILM, f"sentence-transformers/{MINILM}"):
-    register_backbone(
-        _name,
-        build_minilm,
-        modality="text",
-        description="all-MiniLM-L6-v2 sentence encoder (384-d), offline (sktransfer[assets])",
-    )
-
-
-def _fitted_backbone(spec) -> Backbone | None:
+def fitted_backbone(spec) -> Backbone | None:
     """The trained network of a fitted sktransfer estimator or skorch net, if ``spec`` is one."""
     bb = getattr(spec, "backbone_", None)
     if isinstance(bb, Backbone):
@@ -151,12 +57,12 @@ def _fitted_backbone(spec) -> Backbone | None:
 def spec_modality(spec, X=None) -> str:
     """What input a spec takes, without loading any weights."""
     if isinstance(spec, str):
-        if spec in _REGISTRY:
-            return _REGISTRY[spec].modality
+        if (entry := registered(spec)) is not None:
+            return entry.modality
         if is_hf_dir(spec):
             return "text"
         return "image"
-    fitted = _fitted_backbone(spec)
+    fitted = fitted_backbone(spec)
     modality = fitted.modality if fitted is not None else None
     if modality is None and isinstance(spec, nn.Module):
         modality = _module_modality(spec)
@@ -237,7 +143,7 @@ def resolve_backbone(
         )
     elif isinstance(spec, nn.Module):
         bb = _from_module(spec, layer=layer, pooling=pooling)
-    elif (fitted := _fitted_backbone(spec)) is not None:
+    elif (fitted := fitted_backbone(spec)) is not None:
         bb = fitted.copy()
         if layer is not None:
             bb.module = _from_module(bb.module, layer=layer, pooling=pooling).module
@@ -263,7 +169,7 @@ def check_spec(spec) -> None:
     """
     if isinstance(spec, str):
         if (
-            spec in _REGISTRY
+            registered(spec) is not None
             or is_hf_dir(spec)
             or spec.startswith("timm/")
             or spec in torchvision_names()
@@ -276,7 +182,7 @@ def check_spec(spec) -> None:
         if timm is not None and timm.is_model(spec):
             return
         raise ValueError(_unknown_name(spec))
-    if isinstance(spec, (Backbone, nn.Module)) or _fitted_backbone(spec) is not None:
+    if isinstance(spec, (Backbone, nn.Module)) or fitted_backbone(spec) is not None:
         return
     if inspect.isclass(spec) and issubclass(spec, nn.Module):
         raise TypeError(
@@ -301,13 +207,14 @@ def check_spec(spec) -> None:
 
 
 def _unknown_name(name: str) -> str:
-    close = difflib.get_close_matches(name, list(_REGISTRY) + torchvision_names(), n=3)
-    text = [n for n, e in _REGISTRY.items() if e.modality == "text"]
+    names = list_backbones()
+    close = difflib.get_close_matches(name, names + torchvision_names(), n=3)
+    text = [n for n in names if registered(n).modality == "text"]
     return (
         f"backbone={name!r} is not a known model name"
         + (f"; did you mean {close}?" if close else ".")
         + " Registered: "
-        + ", ".join(_REGISTRY)
+        + ", ".join(names)
         + "; any torchvision classification model; timm models as 'timm/<name>' "
         "(pip install 'sktransfer[timm]'); text encoders: "
         + ", ".join(text)
@@ -316,13 +223,13 @@ def _unknown_name(name: str) -> str:
 
 
 def _is_text_name(name: str) -> bool:
-    entry = _REGISTRY.get(name)
+    entry = registered(name)
     return (entry is not None and entry.modality == "text") or is_hf_dir(name)
 
 
 def _resolve_name(name: str, **kw) -> Backbone:
-    if name in _REGISTRY:
-        return _REGISTRY[name].builder(**kw)
+    if (entry := registered(name)) is not None:
+        return entry.builder(**kw)
     if is_hf_dir(name):  # a Hugging Face encoder saved with save_pretrained
         return build_hf_text(name, **kw)
     if name.startswith("timm/"):
@@ -344,8 +251,6 @@ def _from_module(module: nn.Module, *, layer, pooling) -> Backbone:
 
     module = copy.deepcopy(module)  # the user's module is never mutated
     if layer is not None:
-        from ._vision import split_classifier
-
         body, _ = split_classifier(module, layer, pooling)
     else:
         body = Pooled(module, pooling)

