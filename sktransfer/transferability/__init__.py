@@ -9,8 +9,9 @@ domains are, lower being closer (``_distances.py``).
 This package is pure: its modules import numpy, scipy and scikit-learn (the proxy
 A-distance is defined by a classifier), never torch or an sktransfer estimator, so the
 scores run on features from anywhere (``tests/test_transferability.py`` checks it; the
-parent package ``sktransfer`` itself imports the estimators when loaded). ``sktransfer.ranking.rank_backbones`` is the estimator-driven
-side: it extracts each candidate backbone's features and scores them with these.
+parent package ``sktransfer`` itself imports the estimators when loaded).
+``sktransfer.ranking.rank_backbones`` is the estimator-driven side: it extracts each
+candidate backbone's features and scores them with these.
 """
 
 from ._distances import mmd, proxy_a_distance
