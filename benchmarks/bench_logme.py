@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from sktransfer.selection import hscore, logme_score
+from sktransfer.transferability import hscore, logme_score
 
 
 def _median_seconds(fn, repeats: int) -> tuple[float, float]:

@@ -50,7 +50,7 @@ from sktransfer.adaptation import (
     TrAdaBoostR2,
 )
 from sktransfer.datasets import load_heart_disease
-from sktransfer.selection import hscore, leep_score, logme_score, nce_score
+from sktransfer.transferability import hscore, leep_score, logme_score, nce_score
 
 N_LABELLED = 20
 SHIFTS = ("covariate_shift", "target_shift", "conditional_shift", "subspace")

@@ -79,9 +79,9 @@ def main():
 
     print(f"\n{name}: {len(train)} training images, {len(test)} held-out, {args.image_size} px")
     print(f"{'candidate':<24}{'LogME':>10}{'H-score':>10}{'fine-tuned acc':>16}")
-    logme = tables["logme"]["score"]
-    hs = tables["hscore"]["score"]
-    for cname in logme.index:
+    logme = dict(zip(tables["logme"].names, tables["logme"].scores))
+    hs = dict(zip(tables["hscore"].names, tables["hscore"].scores))
+    for cname in tables["logme"].names:
         print(f"{cname:<24}{logme[cname]:>10.3f}{hs[cname]:>10.2f}{acc[cname][0]:>16.3f}")
     names = list(cands)
     for metric, col in (("LogME", logme), ("H-score", hs)):

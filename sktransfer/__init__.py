@@ -15,14 +15,14 @@ from .backbones import Backbone, list_backbones, register_backbone, resolve_back
 from .feature_transfer import FeatureTransferClassifier, FeatureTransferRegressor
 from .features import PretrainedFeatures
 from .finetune import FineTuneClassifier, FineTuneRegressor
-from .selection import (
+from .ranking import rank_backbones
+from .transferability import (
     hscore,
     leep_score,
     logme_score,
     mmd,
     nce_score,
     proxy_a_distance,
-    rank_backbones,
 )
 
 __version__ = "0.1.0"

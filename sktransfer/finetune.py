@@ -63,7 +63,6 @@ from ._training import (
 )
 from .augment import make_augment
 from .backbones import param_blocks, spec_modality
-from ._torch import Seed
 from .features import PretrainedFeatures
 from .inputs import FeatureRows, NoTargetRowsWarning, Subset, as_source, resolve_domains
 

@@ -1,4 +1,5 @@
-"""Transferability scores and domain distances (sktransfer.selection)."""
+"""Transferability scores and domain distances (sktransfer.transferability), and
+rank_backbones (sktransfer.ranking)."""
 
 import sys
 
@@ -6,14 +7,14 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from sktransfer.selection import (
+from sktransfer.ranking import rank_backbones
+from sktransfer.transferability import (
     hscore,
     leep_score,
     logme_score,
     mmd,
     nce_score,
     proxy_a_distance,
-    rank_backbones,
 )
 
 
@@ -327,7 +328,7 @@ def test_rank_backbones_puts_the_informative_backbone_first(tabular_task):
     table = rank_backbones(
         X, y, {"noise": _column_picker([2, 3, 4]), "signal": _column_picker([0, 1, 5])}
     )
-    assert list(table.index) == ["signal", "noise"]
+    assert table.names == ["signal", "noise"]
 
 
 def test_rank_backbones_table_has_score_size_and_time_per_candidate(tabular_task):
@@ -336,11 +337,12 @@ def test_rank_backbones_table_has_score_size_and_time_per_candidate(tabular_task
     table = rank_backbones(
         X, y, [_column_picker([2, 3]), _column_picker([0, 1, 4])], metric="hscore"
     )
-    assert isinstance(table, pd.DataFrame)
-    assert list(table.columns) == ["score", "n_features", "seconds"]
-    assert list(table.index) == ["Linear_1", "Linear_0"]
-    assert table["n_features"].tolist() == [3, 2]
-    assert (table["seconds"] > 0).all()
+    frame = table.to_frame()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == ["score", "n_features", "seconds"]
+    assert list(frame.index) == ["Linear_1", "Linear_0"]
+    assert frame["n_features"].tolist() == [3, 2]
+    assert (frame["seconds"] > 0).all()
 
 
 def test_rank_backbones_accepts_a_metric_callable(tabular_task):
@@ -351,8 +353,8 @@ def test_rank_backbones_accepts_a_metric_callable(tabular_task):
         {"wide": _column_picker([2, 3, 4]), "narrow": _column_picker([0])},
         metric=lambda features, _: -features.shape[1],
     )
-    assert list(table.index) == ["narrow", "wide"]
-    assert table["score"].tolist() == [-1.0, -3.0]
+    assert table.names == ["narrow", "wide"]
+    assert table.scores.tolist() == [-1.0, -3.0]
 
 
 def test_rank_backbones_returns_ranked_dicts_without_pandas(tabular_task, monkeypatch):

@@ -9,12 +9,12 @@ regressors) are the unlabelled target rows. ``predict``, ``transform`` and
 
 from ._base import NoTargetRowsWarning
 from ._coral import CORAL
-from ._reweight import ImportanceWeighting
-from ._selection import (
+from ._model_selection import (
     ImportanceWeightedScorer,
     PredictionEntropyScorer,
     SourceTargetShuffleSplit,
 )
+from ._reweight import ImportanceWeighting
 from ._source_weighted import SourceWeighted
 from ._tradaboost import TrAdaBoostClassifier, TrAdaBoostR2
 

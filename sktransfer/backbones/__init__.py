@@ -14,8 +14,8 @@ import inspect
 
 from torch import nn
 
-from ..inputs import ImagePreprocess, looks_like_images
 from .._torch import require
+from ..inputs import ImagePreprocess, looks_like_images
 from ._base import POOLINGS, Backbone, Pooled, on_cpu, param_blocks
 from ._registry import Entry, list_backbones, register_backbone, registered
 from ._text import build_hf_text, is_hf_dir

@@ -7,8 +7,8 @@ import os
 import torch
 from torch import nn
 
-from ..inputs import ImagePreprocess
 from .._torch import Seed, require
+from ..inputs import ImagePreprocess
 from ._base import Backbone, Pooled
 from ._weights import can_reach, load_by_position, load_state_file, offline_error
 
