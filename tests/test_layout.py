@@ -9,8 +9,6 @@ may be imported from every folder, for their public names.
 import ast
 import pathlib
 
-import pytest
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "sktransfer"
 
@@ -131,17 +129,5 @@ def test_a_package_init_may_re_export_its_own_private_modules():
     assert crossing_imports(source, "sktransfer.backbones", is_package=True) == []
 
 
-# Left to the other parts of issue 11 (the X, y, sample_domain convention moves to a low
-# module); the test passes once they land.
-_OTHERS = [
-    "sktransfer.finetune: from .adaptation._base import NoTargetRowsWarning, resolve_domains",
-]
-
-
-@pytest.mark.xfail(
-    condition=bool(_OTHERS),
-    reason="imports moved by other parts of issue 11: " + "; ".join(_OTHERS),
-    strict=False,
-)
 def test_no_module_imports_a_private_name_or_module_of_another_package_folder():
     assert all_crossing_imports() == []
