@@ -14,6 +14,8 @@ from sklearn.base import (
     is_regressor,
 )
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.multioutput import MultiOutputClassifier, MultiOutputRegressor
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
@@ -21,6 +23,7 @@ from sklearn.utils.validation import (
     _check_sample_weight,
     _check_y,
     check_is_fitted,
+    column_or_1d,
     has_fit_parameter,
     validate_data,
 )
@@ -111,17 +114,17 @@ class _FeatureTransfer(BackboneEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         check_backbone_params(self)
-        head = clone(self.head) if self.head is not None else self._default_head()
         self._check_head()
+        check_consistent_length_rows(X, y, sample_weight)
+        modality = spec_modality(self.backbone, X)
+        source, y = self._source(X, y, modality=modality, reset=True)
+        y = self._check_target(y)
+        head = self._head_for(y)
         if sample_weight is not None and not has_fit_parameter(head, "sample_weight"):
             raise TypeError(
                 f"sample_weight was given but the head {type(head).__name__} does not accept "
                 "it in fit; choose a head that does, or drop sample_weight."
             )
-        check_consistent_length_rows(X, y, sample_weight)
-        modality = spec_modality(self.backbone, X)
-        source, y = self._source(X, y, modality=modality, reset=True)
-        y = self._check_target(y)
         fit_params = {}
         if sample_weight is not None:
             fit_params["sample_weight"] = _check_sample_weight(
@@ -138,6 +141,23 @@ class _FeatureTransfer(BackboneEstimator):
         if hasattr(self.head_, "classes_"):
             self.classes_ = self.head_.classes_
         return self
+
+    def _head_for(self, y):
+        """A clone of ``head`` for this target. A 2-D ``y`` (several targets, or a
+        multilabel indicator matrix) needs a head that predicts several outputs: the
+        default head is wrapped in ``MultiOutput*``; a given head that cannot is an error
+        that says how to wrap it, raised before any row is embedded."""
+        head = clone(self.head) if self.head is not None else self._default_head()
+        if np.ndim(y) < 2 or get_tags(head).target_tags.multi_output:
+            return head
+        wrapper = MultiOutputRegressor if self._y_numeric else MultiOutputClassifier
+        if self.head is None:
+            return wrapper(head)
+        raise ValueError(
+            f"y has {np.shape(y)[1]} columns (one target each), but the head "
+            f"{type(head).__name__} predicts a single target. Wrap it: "
+            f"head={wrapper.__name__}({type(head).__name__}(...)) fits one per column."
+        )
 
     def _check_head(self):
         """A classifier needs a classifier head, a regressor a regressor: said before any
@@ -235,16 +255,26 @@ num_workers, random_state, max_length, missing, verbose
     (8, (3, 2))
     """
 
-    _multi_output = False
+    _multi_output = True
     _y_numeric = False
 
     def _default_head(self):
         return LogisticRegression(max_iter=1000)
 
     def _check_target(self, y):
-        y = _check_y(y)  # 1-D; warns on a column vector, as sklearn does
+        y = _check_y(y, multi_output=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)  # a column vector: one target, as sklearn warns
         check_classification_targets(y)
         return y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        head = self.head
+        # Several targets (multilabel, multiclass-multioutput): the default head is wrapped
+        # in MultiOutputClassifier; a given head must take them itself.
+        tags.target_tags.multi_output = head is None or get_tags(head).target_tags.multi_output
+        return tags
 
 
 class FeatureTransferRegressor(RegressorMixin, _FeatureTransfer):
@@ -295,5 +325,6 @@ num_workers, random_state, max_length, missing, verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
+        head = self.head
+        tags.target_tags.multi_output = head is None or get_tags(head).target_tags.multi_output
         return tags

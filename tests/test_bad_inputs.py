@@ -457,6 +457,19 @@ case(
 )
 
 
+case(
+    "FeatureTransferClassifier: a multilabel y for a single-target head",
+    match=r"y has 2 columns.*head=MultiOutputClassifier\(LogisticRegression",
+)(
+    (
+        lambda tmp: {"X": table()[0], "y": np.c_[table()[1], 1 - table()[1]]},
+        lambda inp: _ft("FeatureTransferClassifier", head=_head("LogisticRegression")).fit(
+            inp["X"], inp["y"]
+        ),
+    )
+)
+
+
 def _labelled_images(tmp):
     return {"X": images(20), "y": np.arange(19) % 2, "module": TinyCNN()}
 

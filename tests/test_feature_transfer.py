@@ -133,3 +133,47 @@ def test_a_gpu_fitted_classifier_loads_and_predicts_on_a_cpu_only_machine(
     loaded = joblib.load(tmp_path / "clf.joblib").set_params(device="auto")
     assert all(p.device.type == "cpu" for p in loaded.backbone_.module.parameters())
     np.testing.assert_allclose(loaded.predict_proba(X), expected, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ several targets
+
+
+def _multi_table(seed=0, n=80):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, 5)
+    return X, np.c_[X[:, 0] > 0, X[:, 1] > 0, X[:, 2] > 0].astype(int)
+
+
+def test_a_multilabel_y_fits_the_default_head_once_per_label():
+    from torch import nn
+
+    X, Y = _multi_table()
+    clf = FeatureTransferClassifier(nn.Sequential(nn.LazyLinear(16), nn.ReLU()), random_state=0)
+    clf.fit(X, Y)
+    assert clf.predict(X).shape == (80, 3)
+    proba = clf.predict_proba(X)
+    assert len(proba) == 3 and all(p.shape == (80, 2) for p in proba)  # sklearn's format
+    assert [list(c) for c in clf.classes_] == [[0, 1]] * 3
+    assert (clf.predict(X) == Y).mean() > 0.7
+
+
+def test_a_multiclass_multioutput_y_has_a_list_of_classes():
+    from torch import nn
+
+    X, Y = _multi_table()
+    Y = np.c_[Y[:, 0] + Y[:, 1], np.where(Y[:, 2] == 1, "yes", "no")]  # 3 classes; strings
+    clf = FeatureTransferClassifier(nn.Sequential(nn.LazyLinear(16), nn.ReLU()), random_state=0)
+    clf.fit(X, Y)
+    assert [list(c) for c in clf.classes_] == [["0", "1", "2"], ["no", "yes"]]
+    assert clf.predict(X).shape == (80, 2)
+
+
+def test_a_head_that_predicts_one_target_is_told_to_wrap_before_any_extraction(row_counter):
+    from sklearn.svm import SVR
+
+    X, Y = _multi_table()
+    with pytest.raises(ValueError, match=r"head=MultiOutputClassifier\(LogisticRegression"):
+        FeatureTransferClassifier(row_counter(), head=LogisticRegression()).fit(X, Y)
+    with pytest.raises(ValueError, match=r"head=MultiOutputRegressor\(SVR"):
+        FeatureTransferRegressor(row_counter(), head=SVR()).fit(X, X[:, :2])
+    assert row_counter.seen == []
