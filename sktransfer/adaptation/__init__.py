@@ -14,10 +14,14 @@ from ._selection import (
     PredictionEntropyScorer,
     SourceTargetShuffleSplit,
 )
+from ._source_free import SHOT, TENT, AdaBN
 from ._source_weighted import SourceWeighted
 from ._tradaboost import TrAdaBoostClassifier, TrAdaBoostR2
 
 __all__ = [
+    "AdaBN",
+    "SHOT",
+    "TENT",
     "CORAL",
     "ImportanceWeightedScorer",
     "ImportanceWeighting",
