@@ -215,6 +215,36 @@ def test_a_regressor_is_a_clear_error_where_class_probabilities_are_needed(metho
         method(source).fit(Xt)
 
 
+@pytest.mark.parametrize("method", [AdaBN, TENT])
+def test_a_source_model_on_its_pretrained_batchnorm_statistics_gets_a_warning(method):
+    Xs, ys, Xt, _ = offset_shift(0, n=40)
+    source = FineTuneClassifier(bn_body(), max_epochs=1, random_state=0).fit(Xs, ys)
+    assert source.batchnorm_ == "eval"
+    with pytest.warns(UserWarning, match="batchnorm_='eval'.*Fit the source model with batchn"):
+        method(source).fit(Xt)
+
+
+def test_shot_keeps_the_pretrained_batchnorm_statistics_of_a_source_that_kept_them():
+    Xs, ys, Xt, _ = offset_shift(0, n=40)
+    source = FineTuneClassifier(bn_body(), max_epochs=1, random_state=0).fit(Xs, ys)
+    adapted = SHOT(source, max_epochs=1, random_state=0).fit(Xt)
+    for name, buf in source.module_.named_buffers():
+        torch.testing.assert_close(adapted.estimator_.module_.get_buffer(name), buf)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_last_batch_of_one_row_joins_the_batch_before(shift, method):
+    source, _, _, Xt, _ = shift
+    adapted = method(source, batch_size=32).fit(Xt[:33])  # BatchNorm1d cannot take 1 row
+    assert adapted.predict(Xt[:33]).shape == (33,)
+
+
+def test_one_target_row_is_a_clear_error(shift):
+    source, _, _, Xt, _ = shift
+    with pytest.raises(ValueError, match="AdaBN needs at least 2 target rows.*got 1"):
+        AdaBN(source).fit(Xt[:1])
+
+
 def test_sample_domain_without_target_rows_is_a_clear_error(shift):
     source, Xs, ys, _, _ = shift
     with pytest.raises(ValueError, match="No target rows.*no negative"):

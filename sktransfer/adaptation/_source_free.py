@@ -9,6 +9,7 @@ modified. The target rows enter through the source model's own input pipeline
 from __future__ import annotations
 
 import copy
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -25,7 +26,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .._device import autocast, autocast_dtype, to_device
 from .._training import SourceDataset
 from ..features import as_source, seed_of
-from ._base import UNLABELLED, WrappingAdapter, check_sample_domain
+from ._base import WrappingAdapter, check_sample_domain, unlabelled_mask
 
 
 class _SourceFree(WrappingAdapter):
@@ -59,17 +60,20 @@ class _SourceFree(WrappingAdapter):
         est = copy.deepcopy(source)
         self.estimator_ = est
         self.n_target_ = _n_rows(X_target)
+        if self.n_target_ < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 target rows (BatchNorm statistics, "
+                f"batch entropies); got {self.n_target_}."
+            )
+        seed = seed_of(getattr(self, "random_state", None))
         with torch.random.fork_rng(devices=[]):
-            if self.random_state_seed() is not None:
-                torch.manual_seed(self.random_state_seed())
+            if seed is not None:
+                torch.manual_seed(seed)
             self._adapt(est, X_target)
         # The body changed: predictions through the feature cache must not reuse the old
         # features (a frozen-backbone source predicts from cached body features).
         est.backbone_.compute_fingerprint()
         return self
-
-    def random_state_seed(self):
-        return seed_of(getattr(self, "random_state", None))
 
     def _prepare_predict(self, X):
         check_is_fitted(self, "estimator_")
@@ -109,6 +113,16 @@ class _SourceFree(WrappingAdapter):
                 f"({type(src).__name__} with backbone {_describe(src.backbone)}) has none. "
                 "Use SHOT, or a backbone with BatchNorm (e.g. 'efficientnet_lite0')."
             )
+        if self._needs_batchnorm and getattr(src, "batchnorm_", "train") == "eval":
+            warnings.warn(
+                f"{name} replaces the BatchNorm statistics of the source model with the "
+                f"target's, but this {type(src).__name__} kept its pretrained statistics "
+                "(batchnorm_='eval'), not the source data's: its head never saw features "
+                "normalised by the data's own statistics, and the adapted model can be far "
+                "worse than the source one. Fit the source model with batchnorm='train'.",
+                UserWarning,
+                stacklevel=3,
+            )
         return src
 
     # ------------------------------------------------------------------ batches
@@ -124,9 +138,15 @@ class _SourceFree(WrappingAdapter):
         device = est.device_
 
         def batches(order):
-            for start in range(0, len(order), size):
-                x, _ = ds.__getitems__(order[start : start + size])
-                yield to_device(x, device)
+            """(rows, batch) pairs; a last batch of one row joins the one before, as
+            BatchNorm cannot take the statistics of a single row."""
+            starts = list(range(0, len(order), size))
+            if len(starts) > 1 and len(order) - starts[-1] == 1:
+                starts.pop()
+            for start, stop in zip(starts, starts[1:] + [len(order)]):
+                rows = order[start:stop]
+                x, _ = ds.__getitems__(rows)
+                yield rows, to_device(x, device)
 
         return batches, len(ds)
 
@@ -153,7 +173,7 @@ class _SourceFree(WrappingAdapter):
             m.train()
         try:
             with torch.no_grad():
-                for x in batches(np.arange(n)):
+                for _, x in batches(np.arange(n)):
                     self._run(est, x)
         finally:
             for m, mom in zip(norms, momenta):
@@ -222,14 +242,9 @@ class _Trained(_SourceFree):
             for epoch in range(self.max_epochs):
                 if epoch_start is not None:
                     epoch_start(epoch)
-                _train_batchnorm_only(module)
-                order = rng.permutation(n)
-                size = self.batch_size or est.batch_size
+                self._train_mode(est)
                 total, seen = 0.0, 0
-                for start, x in zip(range(0, n, size), batches(order)):
-                    rows = order[start : start + size]
-                    if len(rows) < 2:  # batch statistics of one row are meaningless
-                        continue
+                for rows, x in batches(rng.permutation(n)):
                     logits, z = self._run(est, x)
                     loss = loss_fn(logits, z, rows)
                     opt.zero_grad()
@@ -241,9 +256,21 @@ class _Trained(_SourceFree):
             for p in module.parameters():
                 p.requires_grad_(True)
             module.eval()
-        # Predictions use target statistics of the final weights, gathered over every target
-        # row, so that a row's prediction does not depend on the batch it arrives in.
-        self._reestimate_batchnorm(est, X)
+        if self._batch_statistics(est):
+            # Predictions use target statistics of the final weights, gathered over every
+            # target row, so that a row's prediction does not depend on its batch.
+            self._reestimate_batchnorm(est, X)
+
+    def _batch_statistics(self, est):
+        """Whether BatchNorm normalises with the target batches' statistics in training."""
+        return True
+
+    def _train_mode(self, est):
+        """Everything in eval() (no dropout), except BatchNorm when it uses batch statistics."""
+        est.module_.eval()
+        if self._batch_statistics(est):
+            for m in _batchnorms(est.module_):
+                m.train()
 
 
 class TENT(_Trained):
@@ -375,15 +402,20 @@ class SHOT(_Trained):
         body = list(est.module_.body.parameters())
         self._optimise(est, X, body, loss, epoch_start=refresh)
 
+    def _batch_statistics(self, est):
+        # The body trains as the source model's did: a source that kept its pretrained
+        # BatchNorm statistics (batchnorm_="eval") keeps them, as its head expects them.
+        return getattr(est, "batchnorm_", "train") != "eval"
+
     def _pseudo_labels(self, est, X):
         """Nearest-centroid labels in the body's feature space (cosine), the centroids first
         weighted by the predicted probabilities, then by the labels of that first pass.
-        BatchNorm normalises with batch statistics, as in training."""
-        _train_batchnorm_only(est.module_)
+        BatchNorm normalises as in training."""
+        self._train_mode(est)
         batches, n = self._loader(est, X)
         feats, probs = [], []
         with torch.no_grad():
-            for x in batches(np.arange(n)):
+            for _, x in batches(np.arange(n)):
                 logits, z = self._run(est, x)
                 feats.append(z)
                 probs.append(logits.softmax(1))
@@ -403,14 +435,6 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of each row's softmax."""
     logp = logits.log_softmax(1)
     return -(logp.exp() * logp).sum(1)
-
-
-def _train_batchnorm_only(module: nn.Module) -> None:
-    """Everything in eval() (no dropout) except BatchNorm, which normalises with the batch's
-    statistics, as the target batches are what the methods adapt to."""
-    module.eval()
-    for m in _batchnorms(module):
-        m.train()
 
 
 def _batchnorms(module: nn.Module) -> list[_BatchNorm]:
@@ -438,7 +462,7 @@ def _target_rows(X, y, sample_domain, *, regression):
         y = np.asarray(y)
         if len(y) != n:
             raise ValueError(f"X has {n} rows but y has {len(y)}.")
-        marker = np.isnan(y.astype(float)) if regression else (y == UNLABELLED)
+        marker = unlabelled_mask(y, regression=regression)
         rows = marker if marker.any() else np.ones(n, bool)
         how = ""
     else:
