@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_digits
 from torch import nn
@@ -133,7 +134,15 @@ def draw(shift, seed, n_source, n_target):
     (Xa, ya), (Xb, yb) = (mnist(), digits()) if shift == "mnist->digits" else (digits(), mnist())
     s = rng.choice(len(Xa), min(n_source, len(Xa)), replace=False)
     t = rng.choice(len(Xb), min(n_target, len(Xb)), replace=False)
-    return Xa[s], ya[s], Xb[t], yb[t]
+    return to_32px(Xa[s]), ya[s], to_32px(Xb[t]), yb[t]
+
+
+def to_32px(X):
+    """28 px MNIST and 8 px digits at one size, so that DANN and Deep CORAL can take both
+    domains in one array (every method sees these same images)."""
+    x = torch.from_numpy(X)[:, None]
+    x = F.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    return x[:, 0].clamp(0, 1).numpy()
 
 
 def source_key(shift):

@@ -182,7 +182,15 @@ def test_clone_keeps_the_fitted_source_model_and_get_params_sees_every_knob(shif
         "batch_size": None,
         "random_state": 0,
     }
-    assert copy.fit(Xt).lr_ == source.lr_
+    assert copy.fit(Xt).lr_ == pytest.approx(source.lr_ / 10)
+
+
+def test_parameters_of_the_shared_source_model_cannot_be_set_through_the_wrapper(shift):
+    source = shift[0]
+    with pytest.raises(ValueError, match="does not set parameters of its fitted source.*lr"):
+        clone(TENT(source)).set_params(estimator__lr=1.0)
+    assert source.lr == "auto"
+    assert TENT(source).set_params(lr=1e-3).lr == 1e-3
 
 
 @pytest.mark.parametrize("method", METHODS)
