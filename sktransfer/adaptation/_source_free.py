@@ -348,7 +348,9 @@ class SHOT(_Trained):
     to self-supervised pseudo-labels. The pseudo-labels are refreshed before every epoch:
     class centroids in feature space weighted by the predicted probabilities, each row
     labelled by its nearest centroid (cosine distance), and centroids and labels computed
-    once more from those labels.
+    once more from those labels. BatchNorm trains as in the source model: on batch
+    statistics (then re-estimated over all target rows, as AdaBN) unless the source kept
+    its pretrained statistics (``batchnorm_ == "eval"``), which then stay.
 
     Parameters
     ----------
