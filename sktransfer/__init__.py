@@ -3,6 +3,9 @@
 from ._cache import feature_cache
 from .adaptation import (
     CORAL,
+    SHOT,
+    TENT,
+    AdaBN,
     ImportanceWeightedScorer,
     ImportanceWeighting,
     PredictionEntropyScorer,
@@ -29,6 +32,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CORAL",
+    "AdaBN",
+    "SHOT",
+    "TENT",
     "ImportanceWeightedScorer",
     "ImportanceWeighting",
     "PredictionEntropyScorer",

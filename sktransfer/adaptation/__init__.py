@@ -15,10 +15,14 @@ from ._model_selection import (
     SourceTargetShuffleSplit,
 )
 from ._reweight import ImportanceWeighting
+from ._source_free import SHOT, TENT, AdaBN
 from ._source_weighted import SourceWeighted
 from ._tradaboost import TrAdaBoostClassifier, TrAdaBoostR2
 
 __all__ = [
+    "AdaBN",
+    "SHOT",
+    "TENT",
     "CORAL",
     "ImportanceWeightedScorer",
     "ImportanceWeighting",

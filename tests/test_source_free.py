@@ -1,0 +1,259 @@
+"""Adaptation without the source data: AdaBN, TENT and SHOT on a fitted source model."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import TinyCNN
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from sktransfer import SHOT, TENT, AdaBN, FineTuneClassifier, FineTuneRegressor
+
+METHODS = [AdaBN, TENT, SHOT]
+
+
+def offset_shift(seed, n=300):
+    """Source ~ N(0, I) in 2-D; the target is the same task seen through an offset."""
+    rng = np.random.default_rng(seed)
+    Xs, Xt0 = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    label = lambda Z: (Z[:, 0] + 0.5 * Z[:, 1] > 0).astype(int)  # noqa: E731
+    Xt = Xt0 + [3.0, -2.0]
+    return Xs.astype(np.float32), label(Xs), Xt.astype(np.float32), label(Xt0)
+
+
+def bn_body(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(2, 16),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+        nn.Linear(16, 16),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+    )
+
+
+def plain_body(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU())
+
+
+@pytest.fixture(scope="module")
+def shift():
+    Xs, ys, Xt, yt = offset_shift(0)
+    # BatchNorm learns the source's statistics (the premise of AdaBN and TENT).
+    source = FineTuneClassifier(bn_body(), batchnorm="train", random_state=0).fit(Xs, ys)
+    return source, Xs, ys, Xt, yt
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.module_.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_beats_the_source_model_on_the_target(shift, method):
+    source, _, _, Xt, yt = shift
+    before = source.score(Xt, yt)
+    adapted = method(source, random_state=0) if method is not AdaBN else method(source)
+    after = adapted.fit(Xt).score(Xt, yt)
+    assert before < 0.8
+    assert after > before + 0.1, (before, after)
+
+
+def test_adabn_undoes_an_offset_exactly_as_batchnorm_follows_the_first_layer(shift):
+    source, Xs, ys, Xt, yt = shift
+    adapted = AdaBN(source).fit(Xt)
+    # Behind the first BatchNorm an offset of the inputs is an offset of its inputs, which
+    # the target statistics remove: the target scores as well as the source does.
+    assert adapted.score(Xt, yt) == pytest.approx(source.score(Xs, ys), abs=0.05)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_source_model_passed_in_is_not_modified(shift, method):
+    source, _, _, Xt, _ = shift
+    weights, proba = state(source), source.predict_proba(Xt)
+    adapted = method(source).fit(Xt)
+    for k, v in source.module_.state_dict().items():
+        torch.testing.assert_close(v, weights[k], rtol=0, atol=0)
+    np.testing.assert_array_equal(source.predict_proba(Xt), proba)
+    assert adapted.estimator is source and adapted.estimator_ is not source
+    assert not np.allclose(adapted.predict_proba(Xt), proba)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_only_target_rows_are_used_and_labels_never(shift, method):
+    source, Xs, ys, Xt, yt = shift
+    alone = method(source, batch_size=32).set_params(**_seeded(method)).fit(Xt)
+    X = np.vstack([Xs, Xt])
+    sd = np.r_[np.zeros(len(Xs), int), -np.ones(len(Xt), int)]
+    y_true = np.r_[ys, yt]
+    by_domain = clone(alone).fit(X, y_true, sample_domain=sd)
+    by_marker = clone(alone).fit(X, np.r_[ys, -np.ones(len(Xt), int)])
+    with_labels = clone(alone).fit(Xt, 1 - yt)  # test-time: labels given are ignored
+    expected = alone.predict_proba(Xt)
+    for other in (by_domain, by_marker, with_labels):
+        assert other.n_target_ == len(Xt)
+        np.testing.assert_allclose(other.predict_proba(Xt), expected, rtol=1e-5, atol=1e-6)
+
+
+def _seeded(method):
+    return {} if method is AdaBN else {"random_state": 0}
+
+
+def test_tent_trains_only_batchnorm_affine_parameters_and_lowers_entropy(shift):
+    source, _, _, Xt, _ = shift
+    adapted = TENT(source, random_state=0).fit(Xt)
+    changed = {
+        k
+        for k, v in adapted.estimator_.module_.named_parameters()
+        if not torch.equal(v, dict(source.module_.named_parameters())[k])
+    }
+    assert changed and all(k.startswith(("body.body.1.", "body.body.4.")) for k in changed), changed
+
+    def entropy(p):
+        return -(p * np.log(np.clip(p, 1e-12, None))).sum(1).mean()
+
+    assert entropy(adapted.predict_proba(Xt)) < entropy(AdaBN(source).fit(Xt).predict_proba(Xt))
+
+
+def test_shot_keeps_the_source_head(shift):
+    source, _, _, Xt, _ = shift
+    adapted = SHOT(source, random_state=0).fit(Xt)
+    head, src_head = adapted.estimator_.module_.head, source.module_.head
+    torch.testing.assert_close(head.weight, src_head.weight, rtol=0, atol=0)
+    first = "body.body.0.weight"
+    assert not torch.equal(
+        adapted.estimator_.module_.get_parameter(first), source.module_.get_parameter(first)
+    )
+    assert len(adapted.history_) == 5 == len(adapted.pseudo_label_agreement_)
+    assert all(0.0 <= a <= 1.0 for a in adapted.pseudo_label_agreement_)
+
+
+def test_shot_adapts_a_body_without_batchnorm():
+    Xs, ys, Xt, yt = offset_shift(1)
+    source = FineTuneClassifier(plain_body(), random_state=0).fit(Xs, ys)
+    adapted = SHOT(source, random_state=0).fit(Xt)
+    assert adapted.predict(Xt).shape == (len(Xt),)
+    assert set(adapted.predict(Xt)) <= {0, 1}
+
+
+def test_adabn_adapts_a_regressor():
+    Xs, _, Xt, _ = offset_shift(2)
+    f = lambda Z: Z[:, 0] - Z[:, 1]  # noqa: E731
+    source = FineTuneRegressor(bn_body(), batchnorm="train", random_state=0).fit(Xs, f(Xs))
+    adapted = AdaBN(source).fit(Xt)
+    truth = f(Xt - np.float32([3.0, -2.0]))  # the task on the target, before the offset
+    mse = lambda p: float(np.mean((p - truth) ** 2))  # noqa: E731
+    assert mse(adapted.predict(Xt)) < 0.5 * mse(source.predict(Xt))
+
+
+def test_adabn_on_images_through_the_source_input_pipeline(rgb_images, digits):
+    X, y = rgb_images, digits[1]
+    source = FineTuneClassifier(TinyCNN(), batchnorm="train", max_epochs=1, random_state=0)
+    source.fit(X[:20], y[:20])
+    target = (255 - X[20:]).astype(np.uint8)  # inverted images
+    adapted = AdaBN(source).fit(target)
+    assert adapted.predict_proba(target).shape == (20, 4)
+    assert set(adapted.predict(target)) <= set(source.classes_)
+
+
+def test_pickled_adapted_model_predicts_the_same(shift):
+    source, _, _, Xt, _ = shift
+    adapted = TENT(source, random_state=0).fit(Xt)
+    again = pickle.loads(pickle.dumps(adapted))
+    np.testing.assert_array_equal(again.predict_proba(Xt), adapted.predict_proba(Xt))
+
+
+def test_clone_keeps_the_fitted_source_model_and_get_params_sees_every_knob(shift):
+    source, _, _, Xt, _ = shift
+    shot = SHOT(source, beta=0.0, max_epochs=2, random_state=0)
+    copy = clone(shot)
+    assert copy.estimator is source and not hasattr(copy, "estimator_")
+    params = copy.get_params(deep=False)
+    assert params == {
+        "estimator": source,
+        "lr": "auto",
+        "max_epochs": 2,
+        "beta": 0.0,
+        "batch_size": None,
+        "random_state": 0,
+    }
+    assert copy.fit(Xt).lr_ == pytest.approx(source.lr_ / 10)
+
+
+def test_parameters_of_the_shared_source_model_cannot_be_set_through_the_wrapper(shift):
+    source = shift[0]
+    with pytest.raises(ValueError, match="does not set parameters of its fitted source.*lr"):
+        clone(TENT(source)).set_params(estimator__lr=1.0)
+    assert source.lr == "auto"
+    assert TENT(source).set_params(lr=1e-3).lr == 1e-3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_unfitted_source_model_is_a_clear_error(method):
+    with pytest.raises(NotFittedError, match="needs a fitted source model"):
+        method(FineTuneClassifier(bn_body())).fit(np.zeros((4, 2), np.float32))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_source_model_that_is_not_an_sktransfer_network_is_a_clear_error(method):
+    lr = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    with pytest.raises(TypeError, match="FineTuneClassifier or FineTuneRegressor; got Log"):
+        method(lr).fit(np.zeros((4, 1)))
+
+
+@pytest.mark.parametrize("method", [AdaBN, TENT])
+def test_a_source_model_without_batchnorm_is_a_clear_error(method):
+    Xs, ys, Xt, _ = offset_shift(0, n=40)
+    source = FineTuneClassifier(plain_body(), max_epochs=1, random_state=0).fit(Xs, ys)
+    match = f"{method.__name__} works on BatchNorm layers.*Sequential"
+    with pytest.raises(ValueError, match=match):
+        method(source).fit(Xt)
+
+
+@pytest.mark.parametrize("method", [TENT, SHOT])
+def test_a_regressor_is_a_clear_error_where_class_probabilities_are_needed(method):
+    Xs, _, Xt, _ = offset_shift(0, n=40)
+    source = FineTuneRegressor(bn_body(), max_epochs=1, random_state=0).fit(Xs, Xs[:, 0])
+    with pytest.raises(ValueError, match=f"{method.__name__} minimises the entropy.*AdaBN"):
+        method(source).fit(Xt)
+
+
+@pytest.mark.parametrize("method", [AdaBN, TENT])
+def test_a_source_model_on_its_pretrained_batchnorm_statistics_gets_a_warning(method):
+    Xs, ys, Xt, _ = offset_shift(0, n=40)
+    source = FineTuneClassifier(bn_body(), max_epochs=1, random_state=0).fit(Xs, ys)
+    assert source.batchnorm_ == "eval"
+    with pytest.warns(UserWarning, match="batchnorm_='eval'.*Fit the source model with batchn"):
+        method(source).fit(Xt)
+
+
+def test_shot_keeps_the_pretrained_batchnorm_statistics_of_a_source_that_kept_them():
+    Xs, ys, Xt, _ = offset_shift(0, n=40)
+    source = FineTuneClassifier(bn_body(), max_epochs=1, random_state=0).fit(Xs, ys)
+    adapted = SHOT(source, max_epochs=1, random_state=0).fit(Xt)
+    for name, buf in source.module_.named_buffers():
+        torch.testing.assert_close(adapted.estimator_.module_.get_buffer(name), buf)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_last_batch_of_one_row_joins_the_batch_before(shift, method):
+    source, _, _, Xt, _ = shift
+    adapted = method(source, batch_size=32).fit(Xt[:33])  # BatchNorm1d cannot take 1 row
+    assert adapted.predict(Xt[:33]).shape == (33,)
+
+
+def test_one_target_row_is_a_clear_error(shift):
+    source, _, _, Xt, _ = shift
+    with pytest.raises(ValueError, match="AdaBN needs at least 2 target rows.*got 1"):
+        AdaBN(source).fit(Xt[:1])
+
+
+def test_sample_domain_without_target_rows_is_a_clear_error(shift):
+    source, Xs, ys, _, _ = shift
+    with pytest.raises(ValueError, match="No target rows.*no negative"):
+        AdaBN(source).fit(Xs, ys, sample_domain=np.zeros(len(Xs), int))
