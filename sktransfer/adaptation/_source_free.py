@@ -220,6 +220,21 @@ class AdaBN(_SourceFree):
     -----
     ``sklearn.utils.estimator_checks`` does not apply: its checks build the estimator from
     default arguments, and it needs a fitted source model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from sktransfer import AdaBN, FineTuneClassifier, SHOT, TENT
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = rng.normal(size=(60, 2)).astype(np.float32)
+    >>> ys = (Xs[:, 0] > 0).astype(int)
+    >>> Xt = Xs + np.float32([2.0, -1.0])  # the target: the same rows behind an offset
+    >>> body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU())
+    >>> source = FineTuneClassifier(body, batchnorm="train", random_state=0).fit(Xs, ys)
+    >>> adabn = AdaBN(source).fit(Xt)  # unlabelled target rows only
+    >>> print(adabn.n_target_, adabn.predict(Xt).shape)
+    60 (60,)
     """
 
     _needs_classes = False
@@ -323,6 +338,21 @@ class TENT(_Trained):
     -----
     ``sklearn.utils.estimator_checks`` does not apply: its checks build the estimator from
     default arguments, and it needs a fitted source model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from sktransfer import AdaBN, FineTuneClassifier, SHOT, TENT
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = rng.normal(size=(60, 2)).astype(np.float32)
+    >>> ys = (Xs[:, 0] > 0).astype(int)
+    >>> Xt = Xs + np.float32([2.0, -1.0])  # the target: the same rows behind an offset
+    >>> body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU())
+    >>> source = FineTuneClassifier(body, batchnorm="train", random_state=0).fit(Xs, ys)
+    >>> tent = TENT(source, random_state=0).fit(Xt)
+    >>> print(tent.n_target_, tent.predict_proba(Xt).shape, len(tent.history_))
+    60 (60, 2) 1
     """
 
     def __init__(self, estimator, *, lr="auto", max_epochs=1, batch_size=None, random_state=None):
@@ -382,6 +412,21 @@ class SHOT(_Trained):
     -----
     ``sklearn.utils.estimator_checks`` does not apply: its checks build the estimator from
     default arguments, and it needs a fitted source model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from sktransfer import AdaBN, FineTuneClassifier, SHOT, TENT
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = rng.normal(size=(60, 2)).astype(np.float32)
+    >>> ys = (Xs[:, 0] > 0).astype(int)
+    >>> Xt = Xs + np.float32([2.0, -1.0])  # the target: the same rows behind an offset
+    >>> body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU())
+    >>> source = FineTuneClassifier(body, batchnorm="train", random_state=0).fit(Xs, ys)
+    >>> shot = SHOT(source, max_epochs=2, random_state=0).fit(Xt)
+    >>> print(shot.predict(Xt).shape, len(shot.history_))
+    (60,) 2
     """
 
     _needs_batchnorm = False
