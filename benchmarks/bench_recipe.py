@@ -80,7 +80,7 @@ FASTAI = "fastai fine_tune (create_head)"
 PIXELS = "raw pixels + LogisticRegression"
 TFIDF = "TF-IDF + LogisticRegression"
 # --quick only: shorter training, for the parameters the estimator has.
-QUICK_PARAMS = {"max_epochs": 1, "freeze_epochs": 1}
+QUICK_PARAMS = {"max_epochs": 1}
 
 
 # --------------------------------------------------------------------------- shared

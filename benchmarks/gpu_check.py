@@ -113,7 +113,6 @@ def check_placement(device, s: Sizes) -> list[Result]:
         "efficientnet_lite0",
         image_size=s.image_size,
         max_epochs=1,
-        freeze_epochs=1,
         batch_size=16,
         device=str(device),
         random_state=0,
@@ -158,7 +157,6 @@ def check_precision(device, s: Sizes) -> list[Result]:
             "efficientnet_lite0",
             image_size=s.image_size,
             max_epochs=1,
-            freeze_epochs=1,
             batch_size=16,
             device=str(device),
             precision=precision,
@@ -247,7 +245,6 @@ def check_portable(device, s: Sizes) -> list[Result]:
             "efficientnet_lite0",
             image_size=s.image_size,
             max_epochs=1,
-            freeze_epochs=1,
             batch_size=16,
             device=str(device),
             random_state=0,
@@ -370,7 +367,7 @@ def check_throughput(device, s: Sizes) -> list[Result]:
     clf = FineTuneClassifier(
         "efficientnet_lite0",
         image_size=s.image_size,
-        freeze_epochs=0,
+        linear_probe=False,  # one epoch of every layer, as the hand loop does
         max_epochs=1,
         batch_size=s.batch_size // 2,
         device=str(device),
