@@ -18,7 +18,7 @@ from sklearn.datasets import load_wine
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from sktransfer import FineTuneClassifier
+from sktransfer import FineTuneClassifier, FineTuneRegressor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -46,15 +46,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# Each run: (estimator parameters, fit's keyword arguments). Two fits in one process group,
-# since starting the processes (each imports torch) costs more than the fits.
+# Each run: (estimator, its parameters, fit's keyword arguments). All in one process
+# group, since starting the processes (each imports torch) costs more than the fits.
 RUNS = {
-    "default": ({}, {}),
+    "default": (FineTuneClassifier, {}, {}),
     "early stopping, weighted rows": (
+        FineTuneClassifier,
         {"early_stopping": True, "n_iter_no_change": 1, "max_epochs": 40},
         {"sample_weight": np.linspace(0.5, 2.0, 150)},
     ),
+    # 13 rows a batch: shares of 7 and 6 rows, and a last batch of 7 (4 and 3).
+    "regressor, uneven shares": (FineTuneRegressor, {"batch_size": 13, "max_epochs": 10}, {}),
 }
+
+
+def fit_run(name, **params):
+    """Fit ``RUNS[name]`` on the wines (the regressor: alcohol from the 12 other measures)."""
+    cls, run_params, fit_kw = RUNS[name]
+    X, y, _ = wine()
+    if cls is FineTuneRegressor:
+        X, y = X[:, 1:], X[:, 0]
+    return cls(body(), random_state=0, **run_params, **params).fit(X, y, **fit_kw)
 
 
 def _fit_in_group(rank, world, port, out):
@@ -64,13 +76,11 @@ def _fit_in_group(rank, world, port, out):
         "gloo", rank=rank, world_size=world, init_method=f"tcp://127.0.0.1:{port}"
     )
     try:
-        X, y, _ = wine()
         fitted = {}
-        for name, (params, fit_kw) in RUNS.items():
-            clf = FineTuneClassifier(body(), strategy="ddp", random_state=0, **params)
-            clf.fit(X, y, **fit_kw)
-            weights = {k: v.numpy() for k, v in clf.module_.state_dict().items()}
-            fitted[name] = {"estimator": clf, "weights": weights}
+        for name in RUNS:
+            est = fit_run(name, strategy="ddp")
+            weights = {k: v.numpy() for k, v in est.module_.state_dict().items()}
+            fitted[name] = {"estimator": est, "weights": weights}
         with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
             pickle.dump(fitted, f)
     finally:
@@ -96,11 +106,7 @@ def two_processes(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_process():
-    X, y, _ = wine()
-    return {
-        name: FineTuneClassifier(body(), random_state=0, **params).fit(X, y, **fit_kw)
-        for name, (params, fit_kw) in RUNS.items()
-    }
+    return {name: fit_run(name) for name in RUNS}
 
 
 @pytest.mark.slow  # two processes start and import torch: ~40 s here
