@@ -39,6 +39,11 @@ def check_process_group(estimator) -> None:
         )
 
 
+def is_main_process() -> bool:
+    """Process 0 of the group, or a process outside any group."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
 def world_size() -> int:
     return dist.get_world_size()
 

@@ -40,7 +40,13 @@ from ._backbone_estimator import (
     seed_of,
 )
 from ._device import autocast_dtype, halve_on_oom, resolve_device
-from ._distributed import GlobalBatchRecord, check_process_group, rank_device, shared_seed
+from ._distributed import (
+    GlobalBatchRecord,
+    check_process_group,
+    is_main_process,
+    rank_device,
+    shared_seed,
+)
 from ._extract import extract
 from ._torch import Seed
 from ._training import (
@@ -358,7 +364,8 @@ class _FineTune(BackboneEstimator):
         amp = autocast_dtype(device, self.precision)
         cw = getattr(self, "class_weight_", None)
         cbs = list(callbacks)
-        if self.verbose and self.verbose > 1:
+        verbose = self._verbosity()
+        if verbose > 1:
             cbs.append(("progress", ProgressBar()))
         return TransferNet(
             module,
@@ -378,7 +385,7 @@ class _FineTune(BackboneEstimator):
             iterator_train__pin_memory=device.type == "cuda",
             iterator_valid__pin_memory=device.type == "cuda",
             device=str(device),
-            verbose=int(self.verbose or 0),
+            verbose=verbose,
             task=self._task,
             param_groups=groups,
             frozen_modules=frozen_modules,
@@ -574,8 +581,14 @@ class _FineTune(BackboneEstimator):
         # The body has trained: its features (and their cache key) are not the pretrained ones.
         bb.compute_fingerprint()
 
+    def _verbosity(self) -> int:
+        """``verbose``, in process 0 only under DDP (the others would print the same)."""
+        if self.strategy == "ddp" and not is_main_process():
+            return 0
+        return int(self.verbose or 0)
+
     def _say(self, message):
-        if self.verbose:
+        if self._verbosity():
             print(f"[{type(self).__name__}] {message}", flush=True)
 
     def _fit_net(self, net, dataset, partial=False):

@@ -1,5 +1,7 @@
 """strategy="ddp": data-parallel fine-tuning on two real processes (gloo, CPU) vs one."""
 
+import contextlib
+import io
 import os
 import pathlib
 import pickle
@@ -78,9 +80,10 @@ def _fit_in_group(rank, world, port, out):
     try:
         fitted = {}
         for name in RUNS:
-            est = fit_run(name, strategy="ddp")
+            with contextlib.redirect_stdout(io.StringIO()) as printed:
+                est = fit_run(name, strategy="ddp", verbose=1)
             weights = {k: v.numpy() for k, v in est.module_.state_dict().items()}
-            fitted[name] = {"estimator": est, "weights": weights}
+            fitted[name] = {"estimator": est, "weights": weights, "printed": printed.getvalue()}
         with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
             pickle.dump(fitted, f)
     finally:
@@ -142,6 +145,14 @@ def test_every_process_validates_alike(two_processes, one_process):
     assert v0 == v1
     assert len(v0) < 40  # it did stop early
     np.testing.assert_allclose(v0, [h["valid_loss"] for h in one.history_[1:]], rtol=RTOL)
+
+
+@pytest.mark.slow  # two processes start and import torch: ~40 s here
+def test_only_process_0_prints_progress(two_processes):
+    printed0, printed1 = (r["printed"] for r in two_processes["default"])
+    assert "all layers: 60 epochs on 150 rows" in printed0
+    assert "train_loss" in printed0  # skorch's epoch table
+    assert printed1 == ""
 
 
 @pytest.mark.slow  # two processes start and import torch: ~40 s here
