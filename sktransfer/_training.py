@@ -20,11 +20,12 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
-from skorch.utils import TeeGenerator
+from skorch.utils import TeeGenerator, to_tensor
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import Dataset
 
+from . import _distributed
 from ._device import autocast
 
 
@@ -140,6 +141,13 @@ class TransferNet(NeuralNet):
     Targets arrive as a dict: ``y`` (labels or values), ``w`` (sample weights),
     ``d`` (domain: 1 for labelled rows, 0 for unlabelled target rows used only by
     the adaptation term).
+
+    With ``distributed=True`` (inside a torch.distributed process group) training runs
+    data-parallel: each process takes its share of every batch (``batch_size`` is the
+    global batch), forwards it through a ``DistributedDataParallel`` replica of
+    ``module_`` that lives only during ``fit_loop``, and scales its loss so that the
+    averaged gradient is the one of the whole batch. ``module_`` stays the plain module,
+    so validation, prediction, state dicts and pickles never see the replica.
     """
 
     def __init__(
@@ -155,6 +163,7 @@ class TransferNet(NeuralNet):
         adaptation=None,
         adaptation_weight=0.0,
         domain_features=None,
+        distributed=False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -168,6 +177,8 @@ class TransferNet(NeuralNet):
         self.adaptation = adaptation
         self.adaptation_weight = adaptation_weight
         self.domain_features = domain_features
+        self.distributed = distributed
+        self.train_forward_ = None
 
     def initialize_module(self):
         super().initialize_module()
@@ -247,11 +258,36 @@ class TransferNet(NeuralNet):
         scaler.update()
         return {"loss": loss, "y_pred": y_pred}
 
+    def get_iterator(self, dataset, training=False):
+        if not (self.distributed and training):
+            return super().get_iterator(dataset, training=training)
+        kwargs = self.get_params_for("iterator_train")
+        kwargs.setdefault("batch_size", self.batch_size)
+        return _distributed.sharded_loader(dataset, **kwargs)
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        if not self.distributed:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        # The replica's forward, not the replica: skorch registers any module set on the
+        # net, and this one must not outlive the loop (it holds the process group).
+        self.train_forward_ = _distributed.wrap(self.module_, self.device).__call__
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        finally:
+            self.train_forward_ = None
+
     def infer(self, x, **fit_params):
         if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        replica = self.train_forward_
         with autocast(torch.device(self.device), self.amp_dtype):
-            out = super().infer(x, **fit_params)
+            if replica is not None and self.module_.training and torch.is_grad_enabled():
+                x = to_tensor(x, device=self.device)
+                out = (
+                    replica(**x, **fit_params) if isinstance(x, dict) else replica(x, **fit_params)
+                )
+            else:
+                out = super().infer(x, **fit_params)
         if isinstance(out, tuple):  # (logits, features) from a TransferModel in training
             return tuple(o.float() for o in out)
         return out.float()
@@ -275,7 +311,13 @@ class TransferNet(NeuralNet):
         ww = torch.ones_like(per) if w is None else w.to(per.device).float()
         if labelled is not None:
             ww = ww * labelled.float()
-        loss = (per * ww).sum() / ww.sum().clamp_min(1e-12)
+        total = ww.sum()
+        if training and self.train_forward_ is not None:
+            # DistributedDataParallel averages the processes' gradients: dividing this
+            # share's loss by the whole batch's weight, times the number of processes,
+            # makes that average the gradient of the whole batch's weighted mean.
+            total = _distributed.global_sum(total) / _distributed.world_size()
+        loss = (per * ww).sum() / total.clamp_min(1e-12)
         if training and self.adaptation_loss_ is not None and d is not None and z is not None:
             src = d.to(z.device) > 0
             if src.sum() >= 2 and (~src).sum() >= 2:  # a covariance needs two rows a side

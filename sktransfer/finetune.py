@@ -40,6 +40,13 @@ from ._backbone_estimator import (
     seed_of,
 )
 from ._device import autocast_dtype, halve_on_oom, resolve_device
+from ._distributed import (
+    GlobalBatchRecord,
+    check_process_group,
+    is_main_process,
+    rank_device,
+    shared_seed,
+)
 from ._extract import extract
 from ._torch import Seed
 from ._training import (
@@ -95,6 +102,7 @@ class _FineTune(BackboneEstimator):
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "callbacks": [None, list],
+        "strategy": [None, StrOptions({"ddp"})],
     }
     _task = "classification"
 
@@ -132,6 +140,7 @@ class _FineTune(BackboneEstimator):
         missing="raise",
         verbose=0,
         callbacks=None,
+        strategy=None,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -164,6 +173,7 @@ class _FineTune(BackboneEstimator):
         self.missing = missing
         self.verbose = verbose
         self.callbacks = callbacks
+        self.strategy = strategy
 
     # ------------------------------------------------------------------ fit
 
@@ -175,9 +185,14 @@ class _FineTune(BackboneEstimator):
         are unlabelled target rows: they enter only the ``adaptation`` term.
         """
         self._check_params()
-        with Seed(seed_of(self.random_state)):
+        seed = seed_of(self.random_state)
+        if self.strategy == "ddp":
+            seed = shared_seed(seed)  # every process shuffles and splits the rows alike
+        with Seed(seed):
             continuing = self._continuing()
             data = self._prepare(X, y, sample_weight, sample_domain, reset=not continuing)
+            if self.strategy == "ddp":
+                data["seed"] = seed  # the validation split too
             if not continuing:
                 self._build(data)
             self._resolve_budget(data)
@@ -201,6 +216,11 @@ class _FineTune(BackboneEstimator):
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``(X, y)`` at a constant learning rate, continuing from the current
         weights (the first call loads the backbone; classifiers need ``classes`` then)."""
+        if self.strategy == "ddp":
+            raise ValueError(
+                f"{type(self).__name__}(strategy='ddp') supports fit only: partial_fit's "
+                "epochs are not shared between processes. Use strategy=None."
+            )
         first = not hasattr(self, "net_")
         if first:  # _fit_context validated the parameters
             self._check_params()
@@ -215,6 +235,8 @@ class _FineTune(BackboneEstimator):
     def _check_params(self):
         """Checks sklearn's constraints cannot express, before any row is read."""
         check_backbone_params(self)
+        if self.strategy == "ddp":
+            check_process_group(self)
         for i, cb in enumerate(self.callbacks or []):
             obj = cb[1] if isinstance(cb, tuple) and len(cb) == 2 else cb
             if not isinstance(obj, Callback):
@@ -289,7 +311,12 @@ class _FineTune(BackboneEstimator):
 
     def _build(self, data):
         """Load the backbone (once per fit) and attach a fresh head sized to the target."""
-        features = PretrainedFeatures(self.backbone, **self._backbone_params())
+        self.device_ = resolve_device(self.device)
+        params = self._backbone_params()
+        if self.strategy == "ddp":
+            self.device_ = rank_device(self.device_)  # one GPU per process
+            params["device"] = str(self.device_)
+        features = PretrainedFeatures(self.backbone, **params)
         features._fit(data["source"], data["modality"])
         bb = features.backbone_
         _make_trainable(bb.module)
@@ -297,7 +324,6 @@ class _FineTune(BackboneEstimator):
         self.backbone_ = bb
         head = nn.Linear(bb.dim, self._n_outputs())
         self.module_ = TransferModel(bb.module, head)
-        self.device_ = resolve_device(self.device)
         self.family_ = body_family(bb.module, self.modality_)
         # Fresh weights (structure transfer) train from scratch: a pretrained body's small
         # rate would leave them near their random start.
@@ -332,12 +358,14 @@ class _FineTune(BackboneEstimator):
         frozen_modules=(),
         callbacks=(),
         train_split=None,
+        distributed=False,
     ):
-        device = resolve_device(self.device)
+        device = self.device_
         amp = autocast_dtype(device, self.precision)
         cw = getattr(self, "class_weight_", None)
         cbs = list(callbacks)
-        if self.verbose and self.verbose > 1:
+        verbose = self._verbosity()
+        if verbose > 1:
             cbs.append(("progress", ProgressBar()))
         return TransferNet(
             module,
@@ -357,7 +385,7 @@ class _FineTune(BackboneEstimator):
             iterator_train__pin_memory=device.type == "cuda",
             iterator_valid__pin_memory=device.type == "cuda",
             device=str(device),
-            verbose=int(self.verbose or 0),
+            verbose=verbose,
             task=self._task,
             param_groups=groups,
             frozen_modules=frozen_modules,
@@ -372,6 +400,7 @@ class _FineTune(BackboneEstimator):
             ),
             adaptation_weight=self.adaptation_weight,
             domain_features=self.backbone_.dim,
+            distributed=distributed,
         )
 
     def _split(self, data):
@@ -384,17 +413,13 @@ class _FineTune(BackboneEstimator):
             return data["split"]
         rows = np.flatnonzero(data["labelled"])
         strat = data["targets"]["y"][rows] if self._task == "classification" else None
+        seed = data["seed"] if "seed" in data else seed_of(self.random_state)
         try:
             tr, va = train_test_split(
-                rows,
-                test_size=self.validation_fraction,
-                stratify=strat,
-                random_state=seed_of(self.random_state),
+                rows, test_size=self.validation_fraction, stratify=strat, random_state=seed
             )
         except ValueError:  # too few rows per class to stratify
-            tr, va = train_test_split(
-                rows, test_size=self.validation_fraction, random_state=seed_of(self.random_state)
-            )
+            tr, va = train_test_split(rows, test_size=self.validation_fraction, random_state=seed)
         unlabelled = np.flatnonzero(~data["labelled"])
         data["split"] = np.sort(np.concatenate([tr, unlabelled])), np.sort(va)
         return data["split"]
@@ -529,6 +554,9 @@ class _FineTune(BackboneEstimator):
             va is not None,
             l2sp_params=l2sp_params if self.l2sp > 0 else (),
         )
+        distributed = self.strategy == "ddp"
+        if distributed:
+            cbs.append(("global_batch", GlobalBatchRecord()))
         net = self._make_net(
             model,
             max_epochs=epochs,
@@ -536,6 +564,7 @@ class _FineTune(BackboneEstimator):
             frozen_modules=fully_frozen_modules(model, frozen),
             callbacks=cbs,
             train_split=predefined_split(ds(va, SourceDataset)) if va is not None else None,
+            distributed=distributed,
         )
         if not schedule and self.net_.history:
             net = self.net_  # partial_fit: keep one net, one history, one optimizer state
@@ -552,8 +581,14 @@ class _FineTune(BackboneEstimator):
         # The body has trained: its features (and their cache key) are not the pretrained ones.
         bb.compute_fingerprint()
 
+    def _verbosity(self) -> int:
+        """``verbose``, in process 0 only under DDP (the others would print the same)."""
+        if self.strategy == "ddp" and not is_main_process():
+            return 0
+        return int(self.verbose or 0)
+
     def _say(self, message):
-        if self.verbose:
+        if self._verbosity():
             print(f"[{type(self).__name__}] {message}", flush=True)
 
     def _fit_net(self, net, dataset, partial=False):
@@ -568,6 +603,10 @@ class _FineTune(BackboneEstimator):
                 return net.partial_fit(dataset, None, epochs=1)
             return net.fit(dataset, None)
 
+        if net.distributed:
+            # One process cannot retry alone: the others would wait for it in the
+            # gradient average.
+            return run(net.batch_size)
         return halve_on_oom(
             run, net.batch_size, self.device_, restart=lambda: net.module.load_state_dict(start)
         )
@@ -721,6 +760,14 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         1 names each phase and prints skorch's epoch table, 2 adds a progress bar.
     callbacks : list of skorch callbacks, default=None
         Added to the unfrozen phase's net.
+    strategy : None or "ddp", default=None
+        "ddp" fine-tunes data-parallel across the processes of an initialised
+        ``torch.distributed`` process group (started by ``torchrun``; see
+        docs/scaling.md): every process calls ``fit`` on the same data, each computes the
+        gradient of its share of every batch (``batch_size`` is the global batch, split
+        between the processes) and ``DistributedDataParallel`` averages them, so the
+        loss curve is the single-process one. Every process ends with the same plain,
+        picklable estimator. Not with ``adaptation`` nor ``partial_fit``.
 
     Attributes
     ----------
@@ -798,6 +845,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         missing="raise",
         verbose=0,
         callbacks=None,
+        strategy=None,
     ):
         super().__init__(
             backbone,
@@ -831,6 +879,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
             missing=missing,
             verbose=verbose,
             callbacks=callbacks,
+            strategy=strategy,
         )
         self.class_weight = class_weight
 
@@ -947,6 +996,14 @@ class FineTuneRegressor(RegressorMixin, _FineTune):
         1 names each phase and prints skorch's epoch table, 2 adds a progress bar.
     callbacks : list of skorch callbacks, default=None
         Added to the unfrozen phase's net.
+    strategy : None or "ddp", default=None
+        "ddp" fine-tunes data-parallel across the processes of an initialised
+        ``torch.distributed`` process group (started by ``torchrun``; see
+        docs/scaling.md): every process calls ``fit`` on the same data, each computes the
+        gradient of its share of every batch (``batch_size`` is the global batch, split
+        between the processes) and ``DistributedDataParallel`` averages them, so the
+        loss curve is the single-process one. Every process ends with the same plain,
+        picklable estimator. Not with ``adaptation`` nor ``partial_fit``.
 
     Attributes
     ----------
