@@ -30,37 +30,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from bench_scaling import images  # the same stratified Fashion-MNIST sample
 from sklearn.datasets import load_wine
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sktransfer import FineTuneClassifier
-from sktransfer.datasets import load_fashion_mnist
-
-
-def fashion(n: int) -> tuple[np.ndarray, np.ndarray, str]:
-    try:
-        X, y = load_fashion_mnist("train")
-        name = "Fashion-MNIST"
-    except FileNotFoundError:
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        X, y = (d.images * (255 / 16)).round().astype(np.uint8), d.target
-        name = "digits (Fashion-MNIST not installed)"
-    rng = np.random.RandomState(0)
-    idx = np.concatenate(
-        [rng.permutation(np.flatnonzero(y == c))[: n // 10 + 1] for c in range(10)]
-    )
-    idx = rng.permutation(idx)[:n]
-    return X[idx], y[idx], name
 
 
 def workload(name: str, quick: bool):
     """(X, y, estimator parameters, description) of a named workload."""
     if name == "images":
         n = 64 if quick else 256
-        X, y, data = fashion(n)
+        X, y, data = images(n)
         params = dict(backbone="efficientnet_lite0", image_size=64, max_epochs=1 if quick else 3)
         return X, y, params, f"EfficientNet-Lite0, {n} {data} images at 64 px"
     X, y = load_wine(return_X_y=True)

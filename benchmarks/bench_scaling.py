@@ -53,7 +53,8 @@ def images(n: int) -> tuple[np.ndarray, np.ndarray, str]:
         X, y = (d.images * (255 / 16)).round().astype(np.uint8), d.target
         name = "digits (Fashion-MNIST not installed)"
     rng = np.random.RandomState(0)
-    idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: n // 10] for c in range(10)])
+    per_class = -(-n // 10)  # enough for any n; the same rows as n // 10 when n is a multiple
+    idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in range(10)])
     idx = rng.permutation(idx)[:n]
     return X[idx], y[idx], name
 
