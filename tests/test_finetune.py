@@ -74,9 +74,7 @@ def test_freeze_backbone_trains_the_head():
 def test_freeze_int_keeps_leading_blocks_and_their_batchnorm_stats_fixed():
     body = small_convnet()
     X, y = images()
-    clf = FineTuneClassifier(body, freeze=1, batchnorm="train", max_epochs=2, random_state=0).fit(
-        X, y
-    )
+    clf = FineTuneClassifier(body, freeze=1, batchnorm="train", random_state=0).fit(X, y)
     trained = clf.backbone_.module.body.state_dict()
     blocks = param_blocks(clf.backbone_.module)
     first = {n.removeprefix("body.") for n in blocks[0]}
@@ -99,7 +97,7 @@ def test_freeze_pattern_freezes_matching_parameters():
     body = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 8))
     ref = snapshot(body)
     X, y = tabular()
-    clf = FineTuneClassifier(body, freeze=["body.0.*"], max_epochs=2, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(body, freeze=["body.0.*"], random_state=0).fit(X, y)
     after = clf.backbone_.module.body.state_dict()
     assert torch.equal(after["0.weight"], ref["0.weight"])
     assert not torch.equal(after["2.weight"], ref["2.weight"])
@@ -407,7 +405,7 @@ def test_head_starts_as_the_converged_linear_probe():
 
 def test_training_loss_does_not_jump_when_the_body_unfreezes():
     X, y = images()
-    clf = FineTuneClassifier(small_convnet(), max_epochs=3, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(small_convnet(), random_state=0).fit(X, y)
     probe, first = clf.history_[0], clf.history_[1]
     assert (probe["phase"], first["phase"]) == ("probe", "all")
     # the first unfrozen epoch starts where the probe ended, on the same (eval-mode) features
@@ -416,7 +414,7 @@ def test_training_loss_does_not_jump_when_the_body_unfreezes():
 
 def test_without_the_probe_the_head_starts_random_and_the_loss_starts_high():
     X, y = images()
-    clf = FineTuneClassifier(small_convnet(), linear_probe=False, max_epochs=3, random_state=0)
+    clf = FineTuneClassifier(small_convnet(), linear_probe=False, random_state=0)
     clf.fit(X, y)
     assert clf.history_[0]["phase"] == "all"
     assert clf.history_[0]["train_loss"] > 0.9  # about log(3): an untrained head
@@ -427,7 +425,7 @@ def test_batchnorm_policy_keeps_or_moves_the_running_statistics(policy, moves):
     body = small_convnet()
     before = snapshot(body)
     X, y = images()
-    clf = FineTuneClassifier(body, batchnorm=policy, max_epochs=2, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(body, batchnorm=policy, random_state=0).fit(X, y)
     after = clf.backbone_.module.body.state_dict()
     assert not torch.equal(after["3.weight"], before["3.weight"])  # the body trained
     assert torch.equal(after["1.running_mean"], before["1.running_mean"]) is not moves

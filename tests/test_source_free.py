@@ -153,7 +153,7 @@ def test_adabn_adapts_a_regressor():
 
 def test_adabn_on_images_through_the_source_input_pipeline(rgb_images, digits):
     X, y = rgb_images, digits[1]
-    source = FineTuneClassifier(TinyCNN(), batchnorm="train", max_epochs=1, random_state=0)
+    source = FineTuneClassifier(TinyCNN(), batchnorm="train", random_state=0)
     source.fit(X[:20], y[:20])
     target = (255 - X[20:]).astype(np.uint8)  # inverted images
     adapted = AdaBN(source).fit(target)
@@ -209,7 +209,7 @@ def test_a_source_model_that_is_not_an_sktransfer_network_is_a_clear_error(metho
 @pytest.mark.parametrize("method", [AdaBN, TENT])
 def test_a_source_model_without_batchnorm_is_a_clear_error(method):
     Xs, ys, Xt, _ = offset_shift(0, n=40)
-    source = FineTuneClassifier(plain_body(), max_epochs=1, random_state=0).fit(Xs, ys)
+    source = FineTuneClassifier(plain_body(), random_state=0).fit(Xs, ys)
     match = f"{method.__name__} works on BatchNorm layers.*Sequential"
     with pytest.raises(ValueError, match=match):
         method(source).fit(Xt)
@@ -218,7 +218,7 @@ def test_a_source_model_without_batchnorm_is_a_clear_error(method):
 @pytest.mark.parametrize("method", [TENT, SHOT])
 def test_a_regressor_is_a_clear_error_where_class_probabilities_are_needed(method):
     Xs, _, Xt, _ = offset_shift(0, n=40)
-    source = FineTuneRegressor(bn_body(), max_epochs=1, random_state=0).fit(Xs, Xs[:, 0])
+    source = FineTuneRegressor(bn_body(), random_state=0).fit(Xs, Xs[:, 0])
     with pytest.raises(ValueError, match=f"{method.__name__} minimises the entropy.*AdaBN"):
         method(source).fit(Xt)
 
@@ -226,7 +226,7 @@ def test_a_regressor_is_a_clear_error_where_class_probabilities_are_needed(metho
 @pytest.mark.parametrize("method", [AdaBN, TENT])
 def test_a_source_model_on_its_pretrained_batchnorm_statistics_gets_a_warning(method):
     Xs, ys, Xt, _ = offset_shift(0, n=40)
-    source = FineTuneClassifier(bn_body(), max_epochs=1, random_state=0).fit(Xs, ys)
+    source = FineTuneClassifier(bn_body(), random_state=0).fit(Xs, ys)
     assert source.batchnorm_ == "eval"
     with pytest.warns(UserWarning, match="batchnorm_='eval'.*Fit the source model with batchn"):
         method(source).fit(Xt)
@@ -234,7 +234,7 @@ def test_a_source_model_on_its_pretrained_batchnorm_statistics_gets_a_warning(me
 
 def test_shot_keeps_the_pretrained_batchnorm_statistics_of_a_source_that_kept_them():
     Xs, ys, Xt, _ = offset_shift(0, n=40)
-    source = FineTuneClassifier(bn_body(), max_epochs=1, random_state=0).fit(Xs, ys)
+    source = FineTuneClassifier(bn_body(), random_state=0).fit(Xs, ys)
     adapted = SHOT(source, max_epochs=1, random_state=0).fit(Xt)
     for name, buf in source.module_.named_buffers():
         torch.testing.assert_close(adapted.estimator_.module_.get_buffer(name), buf)
