@@ -54,6 +54,7 @@ from ._training import (
     L2SP,
     RECIPES,
     AdaptationLoss,
+    BranchedBody,
     LossTask,
     SourceDataset,
     TaskHeads,
@@ -303,6 +304,9 @@ class _FineTune(BackboneEstimator):
         """The loss's tasks (outputs, target columns, kind, weights) for the fitted target."""
         raise NotImplementedError
 
+    def _make_body(self, backbone) -> nn.Module:
+        return backbone.module
+
     def _make_head(self, n_features: int) -> nn.Module:
         return nn.Linear(n_features, self._n_outputs())
 
@@ -342,7 +346,7 @@ class _FineTune(BackboneEstimator):
         _make_trainable(bb.module)
         self.modality_ = data["modality"]
         self.backbone_ = bb
-        self.module_ = TransferModel(bb.module, self._make_head(bb.dim))
+        self.module_ = TransferModel(self._make_body(bb), self._make_head(bb.dim))
         self.family_ = body_family(bb.module, self.modality_)
         # Fresh weights (structure transfer) train from scratch: a pretrained body's small
         # rate would leave them near their random start.
@@ -553,9 +557,16 @@ class _FineTune(BackboneEstimator):
         if epochs == 0:
             return
         bb, model = self.backbone_, self.module_
-        blocks = param_blocks(bb.module)
         body_names = [n for n, _ in bb.module.named_parameters()]
-        frozen = {f"body.{n}" for n in frozen_names(body_names, blocks, self.freeze)}
+        # The model's names for each body parameter (several when a task branch owns it).
+        names_of = getattr(model.body, "names_of", lambda n, aliases=False: [n])
+        blocks = param_blocks(bb.module)
+        frozen = {
+            f"body.{m}"
+            for n in frozen_names(body_names, blocks, self.freeze)
+            for m in names_of(n, aliases=True)
+        }
+        blocks = [[m for n in b for m in names_of(n)] for b in blocks]
         for n, p in model.named_parameters():
             p.requires_grad_(n not in frozen)
         groups = layerwise_groups(
@@ -702,7 +713,8 @@ class _FineTune(BackboneEstimator):
         self.__dict__.update(state)
         if "backbone_" in state and "net_" in state:
             self.module_ = self.net_.module_
-            self.backbone_.module = self.module_.body
+            body = self.module_.body
+            self.backbone_.module = body.copies[0] if isinstance(body, BranchedBody) else body
             if (
                 not torch.cuda.is_available()
                 and getattr(self, "device_", None) is not None
