@@ -15,6 +15,7 @@ module computes exactly what it computed before.
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Sequence
 
@@ -59,7 +60,8 @@ def apply_adapter(
     The module is changed in place and returned (it is the body ``fit`` just built; pass a
     ``copy.deepcopy`` to keep an untouched one): every parameter's ``requires_grad`` is set,
     True for the adapter's and False for all others, and for LoRA the targeted layers are
-    replaced by peft wrappers around them. Nothing is changed when an error is raised.
+    replaced by peft wrappers around them. The arguments and targets are checked before
+    anything is changed, so an error leaves the module as it was.
 
     Parameters
     ----------
@@ -134,21 +136,21 @@ def apply_adapter(
 
 
 def _apply_lora(module, rank, alpha, dropout, target_modules, random_state):
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
         raise ValueError(f"rank={rank!r} must be a positive integer (LoRA's rank).")
     if alpha is None:
         alpha = 2 * rank
-    elif isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+    elif isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
         raise ValueError(f"alpha={alpha!r} must be a positive number or None (2 * rank).")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
         raise ValueError(f"dropout={dropout!r} must be a number in [0, 1).")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout={dropout!r} must be in [0, 1).")
     names = lora_targets(module, target_modules)
     peft = _import_peft()
     config = peft.LoraConfig(
-        r=rank,
-        lora_alpha=alpha,
+        r=int(rank),
+        lora_alpha=float(alpha),
         lora_dropout=float(dropout),
         # The resolved names, matched whole: peft's own suffix matching could reach further.
         target_modules="^(?:" + "|".join(re.escape(n) for n in names) + ")$",

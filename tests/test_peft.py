@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -246,6 +247,9 @@ def test_rank_alpha_and_dropout_reach_the_adapter():
     assert layer.scaling["default"] == 3.0
     assert layer.lora_dropout["default"].p == 0.25
     assert apply_adapter(_mlp(), "lora", rank=4)[3].scaling["default"] == 2.0  # alpha=2*rank
+    # What a parameter grid over np.arange or np.linspace hands over.
+    grid = apply_adapter(_mlp(), "lora", rank=np.int64(2), alpha=np.float32(4.0))
+    assert trainable_parameters(grid) == 2 * (5 + 7) + 2 * (7 + 3)
 
 
 def test_random_state_seeds_the_initialisation():
