@@ -71,7 +71,8 @@ class MultiTaskFineTune(MultiOutputMixin, _FineTune):
     weights, freeze, linear_probe, max_epochs, lr, lr_mult, batch_size, weight_decay, \
 l2sp, batchnorm, wise, image_size, augment, layer, pooling, early_stopping, \
 validation_fraction, n_iter_no_change, warm_start, device, precision, cache, \
-num_workers, random_state, max_length, missing, verbose, callbacks, strategy
+num_workers, random_state, max_length, missing, verbose, callbacks, strategy, adapter, \
+adapter_rank, adapter_alpha, adapter_dropout, adapter_targets
         As in ``FineTuneClassifier``; early stopping holds out rows at random and
         monitors the weighted multi-task loss.
 
@@ -176,6 +177,11 @@ backbone_, history_
         verbose=0,
         callbacks=None,
         strategy=None,
+        adapter=None,
+        adapter_rank=8,
+        adapter_alpha=None,
+        adapter_dropout=0.0,
+        adapter_targets="auto",
     ):
         self.backbone = backbone
         self.tasks = tasks
@@ -212,6 +218,11 @@ backbone_, history_
         self.verbose = verbose
         self.callbacks = callbacks
         self.strategy = strategy
+        self.adapter = adapter
+        self.adapter_rank = adapter_rank
+        self.adapter_alpha = adapter_alpha
+        self.adapter_dropout = adapter_dropout
+        self.adapter_targets = adapter_targets
 
     def fit(self, X, y, sample_weight=None):
         """Fine-tune the shared body and every task's head on ``(X, y)``."""
