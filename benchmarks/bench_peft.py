@@ -46,6 +46,14 @@ import numpy as np
 from sktransfer import FineTuneClassifier
 
 METHODS = ("full fine-tuning", "LoRA", "BitFit", "linear probe")
+# Not in the default run: the adapters at the full fine-tuning's peak rate (the recipe's
+# ``lr`` for the body family), to show what the adapters' own default rate buys.
+AT_FULL_RATE = (
+    "LoRA at full-FT lr",
+    "BitFit at full-FT lr",
+    "LoRA at 10x full-FT lr",
+    "BitFit at 10x full-FT lr",
+)
 BACKBONES = {"images": "efficientnet_lite0", "text": "all-MiniLM-L6-v2"}
 
 
@@ -57,6 +65,14 @@ def estimator(method: str, backbone: str, args, **common) -> FineTuneClassifier:
         return FineTuneClassifier(backbone, adapter="lora", adapter_rank=args.rank, **common)
     if method == "BitFit":
         return FineTuneClassifier(backbone, adapter="bitfit", **common)
+    if method in AT_FULL_RATE:
+        from sktransfer._training import RECIPES
+
+        family = "transformer" if backbone == BACKBONES["text"] else "conv"
+        lr = RECIPES[family]["lr"] * (10 if "10x" in method else 1)
+        kind = "lora" if method.startswith("LoRA") else "bitfit"
+        rank = {"adapter_rank": args.rank} if kind == "lora" else {}
+        return FineTuneClassifier(backbone, adapter=kind, lr=lr, **rank, **common)
     return FineTuneClassifier(backbone, freeze="backbone", **common)
 
 
