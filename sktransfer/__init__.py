@@ -18,6 +18,7 @@ from .backbones import Backbone, list_backbones, register_backbone, resolve_back
 from .feature_transfer import FeatureTransferClassifier, FeatureTransferRegressor
 from .features import PretrainedFeatures
 from .finetune import FineTuneClassifier, FineTuneRegressor
+from .multitask import MultiTaskFineTune
 from .ranking import rank_backbones
 from .transferability import (
     hscore,
@@ -47,6 +48,7 @@ __all__ = [
     "FeatureTransferRegressor",
     "FineTuneClassifier",
     "FineTuneRegressor",
+    "MultiTaskFineTune",
     "PretrainedFeatures",
     "feature_cache",
     "hscore",

@@ -11,6 +11,7 @@ import copy
 import fnmatch
 import functools
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -140,7 +141,8 @@ class TransferNet(NeuralNet):
 
     Targets arrive as a dict: ``y`` (labels or values), ``w`` (sample weights),
     ``d`` (domain: 1 for labelled rows, 0 for unlabelled target rows used only by
-    the adaptation term).
+    the adaptation term). ``tasks`` (``LossTask`` objects) say which outputs and
+    target columns each loss reads; the loss is their weighted mean (``task_loss``).
 
     With ``distributed=True`` (inside a torch.distributed process group) training runs
     data-parallel: each process takes its share of every batch (``batch_size`` is the
@@ -153,11 +155,10 @@ class TransferNet(NeuralNet):
     def __init__(
         self,
         *args,
-        task="classification",
+        tasks=(),
         param_groups=None,
         frozen_modules=(),
         batchnorm_eval=False,
-        class_weight=None,
         amp_dtype=None,
         channels_last=False,
         adaptation=None,
@@ -167,11 +168,10 @@ class TransferNet(NeuralNet):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.task = task
+        self.tasks = tasks
         self.param_groups = param_groups
         self.frozen_modules = frozen_modules
         self.batchnorm_eval = batchnorm_eval
-        self.class_weight = class_weight
         self.amp_dtype = amp_dtype
         self.channels_last = channels_last
         self.adaptation = adaptation
@@ -297,32 +297,101 @@ class TransferNet(NeuralNet):
         if isinstance(y_pred, tuple):
             y_pred, z = y_pred
         y, w, d = y_true["y"], y_true.get("w"), y_true.get("d")
-        y, y_pred = y.to(y_pred.device), y_pred
-        labelled = d.to(y_pred.device) > 0 if d is not None else None
-        if self.task == "classification":
-            cw = None if self.class_weight is None else self.class_weight.to(y_pred.device)
-            per = F.cross_entropy(y_pred, y.long(), weight=cw, reduction="none")
-        else:
-            per = (
-                F.mse_loss(y_pred, y.float().view_as(y_pred), reduction="none")
-                .reshape(len(y), -1)
-                .mean(1)
-            )
-        ww = torch.ones_like(per) if w is None else w.to(per.device).float()
-        if labelled is not None:
-            ww = ww * labelled.float()
-        total = ww.sum()
+        w = torch.ones(len(y), device=y_pred.device) if w is None else w.to(y_pred.device)
+        if d is not None:
+            w = w * (d.to(y_pred.device) > 0).float()
+        reduce = None
         if training and self.train_forward_ is not None:
             # DistributedDataParallel averages the processes' gradients: dividing this
             # share's loss by the whole batch's weight, times the number of processes,
             # makes that average the gradient of the whole batch's weighted mean.
-            total = _distributed.global_sum(total) / _distributed.world_size()
-        loss = (per * ww).sum() / total.clamp_min(1e-12)
+            def reduce(total):
+                return _distributed.global_sum(total) / _distributed.world_size()
+
+        loss = task_loss(y_pred, y.to(y_pred.device), w.float(), self.tasks, reduce=reduce)
         if training and self.adaptation_loss_ is not None and d is not None and z is not None:
             src = d.to(z.device) > 0
             if src.sum() >= 2 and (~src).sum() >= 2:  # a covariance needs two rows a side
                 loss = loss + self.adaptation_weight * self.adaptation_loss_(z[src], z[~src])
         return loss
+
+
+@dataclass(frozen=True)
+class LossTask:
+    """One task of a net's loss: which outputs it reads, which target columns, how.
+
+    ``kind`` is "softmax" (cross-entropy over ``outputs``, the target a class index),
+    "sigmoid" (binary cross-entropy on one output, the target 0/1) or "mse" (mean
+    squared error over ``outputs`` against as many standardised target columns).
+    ``columns`` is the (start, stop) of the task's columns in a 2-D target matrix, or
+    None when the target is 1-D (one task). NaN in a task's columns marks a row whose
+    label for this task is missing: the row still trains the other tasks.
+    ``class_weight`` weighs each class's rows (softmax: one per class; sigmoid: [0, 1]).
+    """
+
+    kind: str
+    outputs: tuple[int, int]
+    columns: tuple[int, int] | None = None
+    weight: float = 1.0
+    class_weight: tuple[float, ...] | None = None
+    name: object = None
+
+
+def task_loss(y_pred, y, w, tasks, reduce=None):
+    """Σ_t weight_t · L_t / Σ_t weight_t, where L_t is the mean of task t's loss over the
+    rows labelled for it, weighted by ``w`` (and its class weights, which scale the rows'
+    losses, not the mean's denominator, as torch's ``cross_entropy`` has it).
+
+    ``reduce`` maps each task's total row weight to the one the mean divides by (the
+    whole global batch's, under DDP).
+    """
+    total = y_pred.new_zeros(())
+    for t in tasks:
+        logits = y_pred[:, t.outputs[0] : t.outputs[1]]
+        target = y if t.columns is None else y[:, t.columns[0] : t.columns[1]]
+        ww = w
+        if t.columns is not None or target.is_floating_point():
+            missing = torch.isnan(target.float()).reshape(len(target), -1).any(1)
+            ww = ww * (~missing).float()
+            target = torch.nan_to_num(target.float())
+        cw = None if t.class_weight is None else logits.new_tensor(t.class_weight)
+        if t.kind == "softmax":
+            per = F.cross_entropy(logits, target.reshape(-1).long(), weight=cw, reduction="none")
+        elif t.kind == "sigmoid":
+            target = target.reshape(-1).float()
+            per = F.binary_cross_entropy_with_logits(logits.reshape(-1), target, reduction="none")
+            if cw is not None:
+                per = per * cw[target.long()]
+        else:
+            per = F.mse_loss(logits, target.float().view_as(logits), reduction="none")
+            per = per.reshape(len(per), -1).mean(1)
+        denom = ww.sum()
+        if reduce is not None:
+            denom = reduce(denom)
+        total = total + t.weight * (per * ww).sum() / denom.clamp_min(1e-12)
+    return total / max(sum(t.weight for t in tasks), 1e-12)
+
+
+class TaskHeads(nn.Module):
+    """One head per task on the shared features, outputs concatenated in task order.
+
+    ``hidden`` > 0 gives each head a task-specific hidden layer (Linear, ReLU) before
+    its output layer; ``sizes`` are the tasks' numbers of outputs.
+    """
+
+    def __init__(self, n_features: int, sizes, hidden: int = 0):
+        super().__init__()
+        self.sizes = tuple(int(s) for s in sizes)
+        self.hidden = int(hidden or 0)
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(n_features, self.hidden), nn.ReLU(), nn.Linear(self.hidden, s))
+            if self.hidden
+            else nn.Linear(n_features, s)
+            for s in self.sizes
+        )
+
+    def forward(self, z):
+        return torch.cat([h(z) for h in self.heads], dim=1)
 
 
 class AdaptationLoss(nn.Module):
@@ -565,6 +634,49 @@ def fit_linear_probe(
         per = ((logits - Y) ** 2).mean(1)
     loss = float((per * sw).sum() / max(sw.sum(), 1e-12))
     return weight.astype(np.float32), bias.astype(np.float32), loss, reg
+
+
+def fit_task_probes(Z, y, w, tasks, n_outputs):
+    """The linear probe of every task of a net's loss: ``fit_linear_probe`` on each task's
+    labelled rows and outputs, assembled into one (weight, bias) for the whole head.
+
+    Returns (weight, bias, training loss as ``task_loss`` computes it, the per-task
+    regularisation strengths).
+    """
+    Z = np.asarray(Z)
+    weight = np.zeros((n_outputs, Z.shape[1]), np.float32)
+    bias = np.zeros(n_outputs, np.float32)
+    regs = []
+    for t in tasks:
+        a, b = t.outputs
+        target = y if t.columns is None else y[:, t.columns[0] : t.columns[1]]
+        target = np.asarray(target).reshape(len(target), -1)
+        present = ~np.isnan(target.astype(np.float64)).any(1)
+        rows = present & (np.asarray(w) > 0)
+        if not rows.any():  # nothing to fit this task on: its head starts at zero
+            regs.append(None)
+            continue
+        kind = "regression" if t.kind == "mse" else "classification"
+        tt = target[rows] if kind == "regression" else target[rows, 0].astype(np.int64)
+        n_out = 2 if t.kind == "sigmoid" else b - a
+        W, B, _, reg = fit_linear_probe(
+            Z[rows],
+            tt,
+            np.asarray(w)[rows],
+            task=kind,
+            n_outputs=n_out,
+            class_weight=t.class_weight,
+        )
+        if t.kind == "sigmoid":  # softmax over [z0, z1] is sigmoid(z1 - z0)
+            W, B = W[1:] - W[:1], B[1:] - B[:1]
+        weight[a:b], bias[a:b] = W, B
+        regs.append(reg)
+    with torch.no_grad():
+        logits = torch.from_numpy(Z.astype(np.float32)) @ torch.from_numpy(weight).T
+        logits = logits + torch.from_numpy(bias)
+        target = torch.as_tensor(np.asarray(y))
+        loss = task_loss(logits, target, torch.as_tensor(np.asarray(w, np.float32)), tasks)
+    return weight, bias, float(loss), regs
 
 
 class L2SP(Callback):

@@ -21,7 +21,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
     _check_sample_weight,
     _check_y,
@@ -54,12 +54,14 @@ from ._training import (
     L2SP,
     RECIPES,
     AdaptationLoss,
+    LossTask,
     SourceDataset,
+    TaskHeads,
     TrainingDataset,
     TransferModel,
     TransferNet,
     body_family,
-    fit_linear_probe,
+    fit_task_probes,
     frozen_names,
     fully_frozen_modules,
     identity_collate,
@@ -258,17 +260,12 @@ class _FineTune(BackboneEstimator):
         modality = spec_modality(self.backbone, X) if reset else self.modality_
         # The one validated source of X for this fit: every phase reads its rows from it.
         source = as_source(self, modality, X, reset=reset)
-        regression = self._task == "regression"
-        if self.adaptation is None:
-            if sample_domain is not None:
-                raise ValueError(
-                    "sample_domain was passed but adaptation=None: set adaptation='dann' or "
-                    "'coral' to use unlabelled target rows."
-                )
-            y = _check_y(y, multi_output=regression, y_numeric=regression, estimator=self)
-        elif not regression:
-            y = column_or_1d(y, warn=True)  # -1 marks target rows: no numeric check here
-        y = np.asarray(y)  # never written to: encodings below are new arrays
+        if self.adaptation is None and sample_domain is not None:
+            raise ValueError(
+                "sample_domain was passed but adaptation=None: set adaptation='dann' or "
+                "'coral' to use unlabelled target rows."
+            )
+        y = self._check_target(y)  # never written to: encodings below are new arrays
         if self.adaptation is None:
             labelled, domain = np.ones(len(y), bool), np.ones(len(y), np.int8)
         else:
@@ -285,6 +282,29 @@ class _FineTune(BackboneEstimator):
         if self.adaptation is not None:
             targets["d"] = domain.astype(np.float32)
         return {"source": source, "targets": targets, "modality": modality, "labelled": labelled}
+
+    def _check_target(self, y):
+        """y validated as scikit-learn's estimators of this kind take it, as an array."""
+        regression = self._task == "regression"
+        if self.adaptation is None:
+            return np.asarray(_check_y(y, multi_output=True, y_numeric=regression, estimator=self))
+        if regression:
+            return np.asarray(y)
+        y = np.asarray(y)
+        if y.ndim > 1 and y.shape[1] > 1:
+            raise ValueError(
+                f"{type(self).__name__}(adaptation={self.adaptation!r}) takes a 1-D y (one "
+                f"label per row, -1 for unlabelled target rows); got y of shape "
+                f"{y.shape}. Multi-output y trains without adaptation."
+            )
+        return column_or_1d(y, warn=True)  # -1 marks target rows
+
+    def _tasks(self) -> list[LossTask]:
+        """The loss's tasks (outputs, target columns, kind, weights) for the fitted target."""
+        raise NotImplementedError
+
+    def _make_head(self, n_features: int) -> nn.Module:
+        return nn.Linear(n_features, self._n_outputs())
 
     def _domains(self, y, sample_domain):
         """(labelled mask, domain: 1 source / 0 target) by the adaptation package's reading
@@ -322,8 +342,7 @@ class _FineTune(BackboneEstimator):
         _make_trainable(bb.module)
         self.modality_ = data["modality"]
         self.backbone_ = bb
-        head = nn.Linear(bb.dim, self._n_outputs())
-        self.module_ = TransferModel(bb.module, head)
+        self.module_ = TransferModel(bb.module, self._make_head(bb.dim))
         self.family_ = body_family(bb.module, self.modality_)
         # Fresh weights (structure transfer) train from scratch: a pretrained body's small
         # rate would leave them near their random start.
@@ -359,10 +378,10 @@ class _FineTune(BackboneEstimator):
         callbacks=(),
         train_split=None,
         distributed=False,
+        lr=None,
     ):
         device = self.device_
         amp = autocast_dtype(device, self.precision)
-        cw = getattr(self, "class_weight_", None)
         cbs = list(callbacks)
         verbose = self._verbosity()
         if verbose > 1:
@@ -371,7 +390,7 @@ class _FineTune(BackboneEstimator):
             module,
             criterion=nn.Identity,  # unused: TransferNet.get_loss computes the loss
             optimizer=torch.optim.AdamW,
-            lr=self.lr_,
+            lr=self.lr_ if lr is None else lr,
             optimizer__weight_decay=self.weight_decay,
             max_epochs=max_epochs,
             batch_size=self.batch_size,
@@ -386,11 +405,10 @@ class _FineTune(BackboneEstimator):
             iterator_valid__pin_memory=device.type == "cuda",
             device=str(device),
             verbose=verbose,
-            task=self._task,
+            tasks=tuple(self._tasks()),
             param_groups=groups,
             frozen_modules=frozen_modules,
             batchnorm_eval=self.batchnorm_ == "eval",
-            class_weight=None if cw is None else torch.as_tensor(cw, dtype=torch.float32),
             amp_dtype=amp,
             channels_last=device.type == "cuda" and self.backbone_.is_conv,
             adaptation=(
@@ -412,7 +430,9 @@ class _FineTune(BackboneEstimator):
         if "split" in data:
             return data["split"]
         rows = np.flatnonzero(data["labelled"])
-        strat = data["targets"]["y"][rows] if self._task == "classification" else None
+        y = data["targets"]["y"]
+        # Stratified on a 1-D class target; multi-output targets split at random.
+        strat = y[rows] if self._task == "classification" and y.ndim == 1 else None
         seed = data["seed"] if "seed" in data else seed_of(self.random_state)
         try:
             tr, va = train_test_split(
@@ -478,24 +498,37 @@ class _FineTune(BackboneEstimator):
     def _fit_probe(self, data):
         """LP of LP-FT (Kumar et al. 2022): the head solved to convergence on the frozen
         body's features before any body weight moves, so fine-tuning starts from the
-        linear probe instead of distorting the features to fit a random head."""
-        Z, targets = self._head_features(data)
-        weight, bias, loss, self.probe_regularization_ = fit_linear_probe(
-            Z,
-            targets["y"],
-            targets["w"],
-            task=self._task,
-            n_outputs=self._n_outputs(),
-            class_weight=getattr(self, "class_weight_", None),
-        )
+        linear probe instead of distorting the features to fit a random head. Heads with
+        a hidden layer are not linear: they train on the cached features instead."""
         head = self.module_.head
+        if isinstance(head, TaskHeads) and head.hidden:
+            # The MLP recipe: fresh layers on fixed features train like a small MLP.
+            self._train_head(data, self._head_epochs(data), lr=RECIPES["mlp"]["lr"])
+            return
+        Z, targets = self._head_features(data)
+        weight, bias, loss, regs = fit_task_probes(
+            Z, targets["y"], targets["w"], self._tasks(), self._n_outputs()
+        )
+        self.probe_regularization_ = regs[0] if len(regs) == 1 else regs
+        linears = head.heads if isinstance(head, TaskHeads) else [head]
+        start = 0
         with torch.no_grad():
-            head.weight.copy_(torch.from_numpy(weight))
-            head.bias.copy_(torch.from_numpy(bias))
+            for lin in linears:
+                stop = start + lin.out_features
+                lin.weight.copy_(torch.from_numpy(weight[start:stop]))
+                lin.bias.copy_(torch.from_numpy(bias[start:stop]))
+                start = stop
         self.probe_loss_ = loss
         self._say(f"head on cached features: linear probe on {len(Z)} rows, loss {loss:.4f}")
 
-    def _train_head(self, data, epochs):
+    def _head_epochs(self, data) -> int:
+        """Epochs of the head phase on cached features: the MLP recipe's step budget."""
+        recipe = RECIPES["mlp"]
+        n = int(data["labelled"].sum())
+        epochs = -(-recipe["steps"] // max(1, -(-n // self.batch_size)))
+        return int(np.clip(epochs, recipe["min_epochs"], recipe["max_epochs"]))
+
+    def _train_head(self, data, epochs, lr=None):
         """The frozen body without a probe: the head trained by SGD on features computed once."""
         if epochs == 0:
             return
@@ -507,8 +540,11 @@ class _FineTune(BackboneEstimator):
             Zv, tv = self._head_features(data, va)
             valid = predefined_split(TrainingDataset(FeatureRows(Zv), tv))
         self._say(f"head on cached features: {epochs} epochs on {len(Z)} rows")
-        cbs = self._callbacks(len(Z), epochs, self.lr_, True, va is not None)
-        net = self._make_net(self.module_.head, max_epochs=epochs, callbacks=cbs, train_split=valid)
+        lr = self.lr_ if lr is None else lr
+        cbs = self._callbacks(len(Z), epochs, lr, True, va is not None)
+        net = self._make_net(
+            self.module_.head, max_epochs=epochs, callbacks=cbs, train_split=valid, lr=lr
+        )
         self._fit_net(net, ds)
         self.head_history_ = net.history
 
@@ -885,49 +921,177 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
 
     _parameter_constraints = {
         **_FineTune._parameter_constraints,
-        "class_weight": [None, StrOptions({"balanced"}), dict],
+        "class_weight": [None, StrOptions({"balanced"}), dict, list],
     }
 
     def _n_outputs(self):
-        return len(self.classes_)
+        return self._tasks()[-1].outputs[1]
+
+    def _tasks(self):
+        cw = self.class_weight_
+        if self._y_kind == "single":
+            k = len(self.classes_)
+            return [LossTask("softmax", (0, k), None, 1.0, _tuple(cw))]
+        tasks, start = [], 0
+        for j in range(self.n_outputs_):
+            size = 1 if self._y_kind == "multilabel" else len(self.classes_[j])
+            kind = "sigmoid" if self._y_kind == "multilabel" else "softmax"
+            cw_j = None if cw is None else _tuple(cw[j])
+            tasks.append(LossTask(kind, (start, start + size), (j, j + 1), 1.0, cw_j, j))
+            start += size
+        return tasks
 
     def _encode_target(self, y, labelled, *, reset, classes=None):
-        y = _check_y(y) if y.ndim > 1 else y
+        if y.ndim > 1 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.ndim > 1:
+            return self._encode_multi(y, reset=reset, classes=classes)
         y_lab = y[labelled]
         check_classification_targets(y_lab)
         if reset:
+            self._y_kind, self.n_outputs_ = "single", 1
             self.classes_ = np.unique(y_lab) if classes is None else np.asarray(classes)
             self.class_weight_ = None
             if self.class_weight is not None:
+                if isinstance(self.class_weight, list):
+                    raise ValueError(
+                        "class_weight is a list (one dict per output) but y is 1-D: pass "
+                        "one dict, or 'balanced'."
+                    )
                 self.class_weight_ = compute_class_weight(
                     self.class_weight, classes=self.classes_, y=y_lab
                 )
-        enc = np.zeros(len(y), dtype=np.int64)
-        idx = np.searchsorted(self.classes_, y_lab)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        unknown = self.classes_[idx] != y_lab
-        if unknown.any():
+        elif self._y_kind != "single":
             raise ValueError(
-                f"y contains labels {np.unique(y_lab[unknown])[:5]} not in "
-                f"classes_ {self.classes_}."
+                f"y is 1-D but {type(self).__name__} was fitted on a {self._y_kind} y of "
+                f"{self.n_outputs_} columns."
             )
-        enc[labelled] = idx
+        enc = np.zeros(len(y), dtype=np.int64)
+        enc[labelled] = _class_index(self.classes_, y_lab, "y")
         return enc
 
+    def _encode_multi(self, y, *, reset, classes):
+        """A 2-D y: a multilabel indicator matrix (one sigmoid output per label) or
+        multiclass-multioutput (one softmax head per column), as encoded targets."""
+        cols = [np.array(c.tolist()) if c.dtype == object else c for c in y.T]
+        for j, col in enumerate(cols):  # per column: an object y may mix str and int columns
+            try:
+                check_classification_targets(col)
+            except TypeError as exc:
+                raise ValueError(f"y[:, {j}] mixes labels of different types: {exc}") from None
+        if reset:
+            multilabel = y.dtype != object and type_of_target(y) == "multilabel-indicator"
+            self._y_kind = "multilabel" if multilabel else "multioutput"
+            self.n_outputs_ = y.shape[1]
+            if multilabel:  # as MLPClassifier: one class per label, probabilities (n, labels)
+                self.classes_ = np.arange(y.shape[1])
+            elif classes is not None:
+                self.classes_ = [np.asarray(c) for c in classes]
+            else:
+                self.classes_ = [np.unique(col) for col in cols]
+            self.class_weight_ = self._multi_class_weight(cols)
+        elif self._y_kind == "single" or y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y.shape[1]} columns but {type(self).__name__} was fitted on "
+                f"{self.n_outputs_}."
+            )
+        if self._y_kind == "multilabel":
+            return y.astype(np.float32)
+        enc = np.empty(y.shape, dtype=np.float32)
+        for j, col in enumerate(cols):
+            enc[:, j] = _class_index(self.classes_[j], col, f"y[:, {j}]")
+        return enc
+
+    def _multi_class_weight(self, cols):
+        cw = self.class_weight
+        if cw is None:
+            return None
+        if isinstance(cw, dict) or (isinstance(cw, list) and len(cw) != len(cols)):
+            raise ValueError(
+                f"class_weight for a y of {len(cols)} columns is 'balanced' or a list of "
+                f"{len(cols)} dicts (one per column, as in RandomForestClassifier); got "
+                f"{cw!r:.80}."
+            )
+        out = []
+        for j, col in enumerate(cols):
+            classes = np.array([0, 1]) if self._y_kind == "multilabel" else self.classes_[j]
+            cw_j = cw if cw == "balanced" else cw[j]
+            present = np.isin(classes, col)
+            weights = np.ones(len(classes))
+            # compute_class_weight wants every class present; absent ones keep weight 1.
+            weights[present] = compute_class_weight(cw_j, classes=classes[present], y=col)
+            out.append(weights)
+        return out
+
+    def _logits(self, X):
+        """The head's outputs, split per output column for a multiclass-multioutput y."""
+        out = self._forward(X).astype(np.float64)
+        if self._y_kind != "multioutput":
+            return out
+        return [out[:, t.outputs[0] : t.outputs[1]] for t in self._tasks()]
+
     def predict_proba(self, X):
-        logits = torch.from_numpy(self._forward(X))
-        return torch.softmax(logits, dim=1).numpy().astype(np.float64)
+        """Class probabilities: (n, n_classes); for a multilabel y (n, n_labels), each
+        label's probability; for multiclass-multioutput a list, one array per column."""
+        out = self._logits(X)
+        if self._y_kind == "multilabel":
+            return torch.sigmoid(torch.from_numpy(out)).numpy()
+        if self._y_kind == "multioutput":
+            return [torch.softmax(torch.from_numpy(o), dim=1).numpy() for o in out]
+        return torch.softmax(torch.from_numpy(out), dim=1).numpy()
 
     def predict_log_proba(self, X):
-        return np.log(np.clip(self.predict_proba(X), 1e-300, None))
+        proba = self.predict_proba(X)
+        if isinstance(proba, list):
+            return [np.log(np.clip(p, 1e-300, None)) for p in proba]
+        return np.log(np.clip(proba, 1e-300, None))
 
     def decision_function(self, X):
-        out = self._forward(X).astype(np.float64)
-        return out[:, 1] - out[:, 0] if out.shape[1] == 2 else out
+        out = self._logits(X)
+        if self._y_kind == "single" and out.shape[1] == 2:
+            return out[:, 1] - out[:, 0]
+        return out
 
     def predict(self, X):
-        logits = self._forward(X)
-        return self.classes_[np.argmax(logits, axis=1)]
+        out = self._logits(X)
+        if self._y_kind == "multilabel":
+            return (out > 0).astype(np.int64)
+        if self._y_kind == "multioutput":
+            cols = [c[np.argmax(o, axis=1)] for c, o in zip(self.classes_, out)]
+            return _stack_columns(cols)
+        return self.classes_[np.argmax(out, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Multilabel and multiclass-multioutput y; adaptation's -1 marker needs a 1-D y.
+        tags.target_tags.multi_output = self.adaptation is None
+        return tags
+
+
+def _tuple(weights):
+    return None if weights is None else tuple(float(v) for v in weights)
+
+
+def _class_index(classes, labels, where):
+    """Index of each label in the sorted ``classes``; unknown labels are an error."""
+    idx = np.clip(np.searchsorted(classes, labels), 0, len(classes) - 1)
+    unknown = classes[idx] != labels
+    if np.any(unknown):
+        raise ValueError(
+            f"{where} contains labels {np.unique(labels[unknown])[:5]} not in the classes "
+            f"seen at fit {classes}."
+        )
+    return idx
+
+
+def _stack_columns(cols):
+    """Columns side by side, as one array (object dtype when numbers meet other types)."""
+    if len({c.dtype for c in cols}) == 1 or all(c.dtype.kind in "biuf" for c in cols):
+        return np.column_stack(cols)
+    out = np.empty((len(cols[0]), len(cols)), dtype=object)
+    for j, c in enumerate(cols):
+        out[:, j] = c
+    return out
 
 
 class FineTuneRegressor(RegressorMixin, _FineTune):
@@ -1038,6 +1202,10 @@ class FineTuneRegressor(RegressorMixin, _FineTune):
 
     def _n_outputs(self):
         return self.n_outputs_
+
+    def _tasks(self):
+        n = self.n_outputs_
+        return [LossTask("mse", (0, n), (0, n))]
 
     def _encode_target(self, y, labelled, *, reset, classes=None):
         y = np.asarray(y, dtype=np.float64)

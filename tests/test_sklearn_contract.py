@@ -15,6 +15,7 @@ from sktransfer import (
     FeatureTransferRegressor,
     FineTuneClassifier,
     FineTuneRegressor,
+    MultiTaskFineTune,
     PretrainedFeatures,
 )
 from sktransfer.adaptation import (
@@ -44,6 +45,8 @@ ESTIMATORS = [
     FineTuneRegressor(lazy_mlp(), random_state=0),
     FineTuneClassifier(lazy_mlp(), adaptation="dann", random_state=0),
     FineTuneRegressor(lazy_mlp(), adaptation="coral", random_state=0),
+    # Several tasks on one body; sklearn's checks give it one column (a 1-D y) at a time.
+    MultiTaskFineTune(lazy_mlp(), random_state=0),
     # The adaptation estimators, each around the default linear model of its kind.
     # sklearn's checks pass no sample_domain and no unlabelled rows, so every fit
     # here is the documented no-target fallback: a NoTargetRowsWarning, then the
@@ -82,7 +85,7 @@ STOCHASTIC_MINI_BATCHES = {
 
 
 def expected_failed_checks(estimator):
-    if isinstance(estimator, (FineTuneClassifier, FineTuneRegressor)):
+    if isinstance(estimator, (FineTuneClassifier, FineTuneRegressor, MultiTaskFineTune)):
         expected = dict(STOCHASTIC_MINI_BATCHES)
         if estimator.adaptation is not None and is_classifier(estimator):
             expected.update(MINUS_ONE_IS_UNLABELLED)
