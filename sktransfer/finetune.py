@@ -48,12 +48,21 @@ from ._distributed import (
     shared_seed,
 )
 from ._extract import extract
+from ._peft import (
+    ADAPTERS,
+    _import_peft,
+    apply_adapter,
+    base_param_name,
+    merge_adapter,
+    trainable_parameters,
+)
 from ._torch import Seed
 from ._training import (
     ADAPTATION_LOSSES,
     L2SP,
     RECIPES,
     AdaptationLoss,
+    BranchedBody,
     LossTask,
     SourceDataset,
     TaskHeads,
@@ -105,6 +114,11 @@ class _FineTune(BackboneEstimator):
         "verbose": ["verbose"],
         "callbacks": [None, list],
         "strategy": [None, StrOptions({"ddp"})],
+        "adapter": [None, StrOptions(set(ADAPTERS))],
+        "adapter_rank": [Interval(Integral, 1, None, closed="left")],
+        "adapter_alpha": [None, Interval(Real, 0, None, closed="neither")],
+        "adapter_dropout": [Interval(Real, 0, 1, closed="left")],
+        "adapter_targets": [StrOptions({"auto"}), str, list, tuple],
     }
     _task = "classification"
 
@@ -143,6 +157,11 @@ class _FineTune(BackboneEstimator):
         verbose=0,
         callbacks=None,
         strategy=None,
+        adapter=None,
+        adapter_rank=8,
+        adapter_alpha=None,
+        adapter_dropout=0.0,
+        adapter_targets="auto",
     ):
         self.backbone = backbone
         self.weights = weights
@@ -176,6 +195,11 @@ class _FineTune(BackboneEstimator):
         self.verbose = verbose
         self.callbacks = callbacks
         self.strategy = strategy
+        self.adapter = adapter
+        self.adapter_rank = adapter_rank
+        self.adapter_alpha = adapter_alpha
+        self.adapter_dropout = adapter_dropout
+        self.adapter_targets = adapter_targets
 
     # ------------------------------------------------------------------ fit
 
@@ -206,6 +230,7 @@ class _FineTune(BackboneEstimator):
                 if self.freeze == "backbone":
                     if not self.linear_probe:
                         self._train_head(data, self.max_epochs_)
+                    self.n_trainable_params_ = trainable_parameters(self.module_.head)
                     return self
                 start = weights_snapshot(self.module_) if self.wise is not None else None
             self._train_all(data, self.max_epochs_)
@@ -223,6 +248,13 @@ class _FineTune(BackboneEstimator):
                 f"{type(self).__name__}(strategy='ddp') supports fit only: partial_fit's "
                 "epochs are not shared between processes. Use strategy=None."
             )
+        if self.adapter is not None:
+            raise ValueError(
+                f"{type(self).__name__}(adapter={self.adapter!r}) supports fit only: the "
+                "adapter is merged into the weights after each fit, so partial_fit's "
+                "optimiser state would point at weights that are gone. Use fit (with "
+                "warm_start=True to continue)."
+            )
         first = not hasattr(self, "net_")
         if first:  # _fit_context validated the parameters
             self._check_params()
@@ -239,6 +271,13 @@ class _FineTune(BackboneEstimator):
         check_backbone_params(self)
         if self.strategy == "ddp":
             check_process_group(self)
+        if self.adapter is not None and self.freeze == "backbone":
+            raise ValueError(
+                f"adapter={self.adapter!r} trains an adapter inside the body, but "
+                "freeze='backbone' trains none of the body: drop one of them."
+            )
+        if self.adapter == "lora":
+            _import_peft()  # before any row is read: the install hint, not a late failure
         for i, cb in enumerate(self.callbacks or []):
             obj = cb[1] if isinstance(cb, tuple) and len(cb) == 2 else cb
             if not isinstance(obj, Callback):
@@ -303,6 +342,9 @@ class _FineTune(BackboneEstimator):
         """The loss's tasks (outputs, target columns, kind, weights) for the fitted target."""
         raise NotImplementedError
 
+    def _make_body(self, backbone) -> nn.Module:
+        return backbone.module
+
     def _make_head(self, n_features: int) -> nn.Module:
         return nn.Linear(n_features, self._n_outputs())
 
@@ -342,7 +384,7 @@ class _FineTune(BackboneEstimator):
         _make_trainable(bb.module)
         self.modality_ = data["modality"]
         self.backbone_ = bb
-        self.module_ = TransferModel(bb.module, self._make_head(bb.dim))
+        self.module_ = TransferModel(self._make_body(bb), self._make_head(bb.dim))
         self.family_ = body_family(bb.module, self.modality_)
         # Fresh weights (structure transfer) train from scratch: a pretrained body's small
         # rate would leave them near their random start.
@@ -553,11 +595,18 @@ class _FineTune(BackboneEstimator):
         if epochs == 0:
             return
         bb, model = self.backbone_, self.module_
-        blocks = param_blocks(bb.module)
         body_names = [n for n, _ in bb.module.named_parameters()]
-        frozen = {f"body.{n}" for n in frozen_names(body_names, blocks, self.freeze)}
+        # The model's names for each body parameter (several when a task branch owns it).
+        names_of = getattr(model.body, "names_of", lambda n, aliases=False: [n])
+        blocks = param_blocks(bb.module)
+        frozen_body = frozen_names(body_names, blocks, self.freeze)
+        if self.adapter is not None:
+            blocks, frozen_body = self._apply_adapter(bb.module, blocks, frozen_body)
+        frozen = {f"body.{m}" for n in frozen_body for m in names_of(n, aliases=True)}
+        blocks = [[m for n in b for m in names_of(n)] for b in blocks]
         for n, p in model.named_parameters():
             p.requires_grad_(n not in frozen)
+        self.n_trainable_params_ = trainable_parameters(model)
         groups = layerwise_groups(
             model,
             blocks,
@@ -611,11 +660,46 @@ class _FineTune(BackboneEstimator):
         try:
             self._fit_net(net, ds(tr, TrainingDataset), partial=not schedule)
         finally:
+            if self.adapter is not None:
+                # Fold LoRA into the weights: plain torch layers, picklable without peft.
+                merge_adapter(bb.module)
             for p in model.parameters():
                 p.requires_grad_(True)
         self.net_ = net
         # The body has trained: its features (and their cache key) are not the pretrained ones.
         bb.compute_fingerprint()
+
+    def _apply_adapter(self, body, blocks, frozen):
+        """Put the adapter on ``body`` in place; returns the blocks and frozen names in the
+        adapted body's parameter names (a LoRA pair joins the block of the layer it adapts;
+        everything the adapter does not train is frozen)."""
+        if isinstance(self.module_.body, BranchedBody):
+            raise ValueError(
+                f"adapter={self.adapter!r} with shared_blocks: each task's branch would need "
+                "its own adapter; use one of them."
+            )
+        targets = self.adapter_targets
+        apply_adapter(
+            body,
+            self.adapter,
+            rank=self.adapter_rank,
+            alpha=self.adapter_alpha,
+            dropout=self.adapter_dropout,
+            target_modules=list(targets) if isinstance(targets, tuple) else targets,
+        )
+        by_base: dict[str, list[str]] = {}
+        still = set()
+        for n, p in body.named_parameters():
+            by_base.setdefault(base_param_name(n), []).append(n)
+            if not p.requires_grad:
+                still.add(n)
+        blocks = [[m for n in b for m in by_base.get(n, [])] for b in blocks]
+        frozen = {m for n in frozen for m in by_base.get(n, [])} | still
+        self._say(
+            f"adapter {self.adapter}: {trainable_parameters(body):,} of "
+            f"{sum(p.numel() for p in body.parameters()):,} body parameters train"
+        )
+        return blocks, frozen
 
     def _verbosity(self) -> int:
         """``verbose``, in process 0 only under DDP (the others would print the same)."""
@@ -702,7 +786,8 @@ class _FineTune(BackboneEstimator):
         self.__dict__.update(state)
         if "backbone_" in state and "net_" in state:
             self.module_ = self.net_.module_
-            self.backbone_.module = self.module_.body
+            body = self.module_.body
+            self.backbone_.module = body.copies[0] if isinstance(body, BranchedBody) else body
             if (
                 not torch.cuda.is_available()
                 and getattr(self, "device_", None) is not None
@@ -804,12 +889,33 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         between the processes) and ``DistributedDataParallel`` averages them, so the
         loss curve is the single-process one. Every process ends with the same plain,
         picklable estimator. Not with ``adaptation`` nor ``partial_fit``.
+    adapter : None, "lora" or "bitfit", default=None
+        Parameter-efficient fine-tuning in the unfrozen phase: "lora" trains a low-rank
+        update beside each targeted layer (Hugging Face ``peft``: ``pip install
+        'sktransfer[peft]'``), merged into the weights after ``fit``, so the fitted
+        estimator holds plain torch layers and pickles and predicts without ``peft``;
+        "bitfit" trains only the body's biases and normalisation parameters. The head
+        always trains. See docs/finetuning.md.
+    adapter_rank : int, default=8
+        LoRA's rank.
+    adapter_alpha : float or None, default=None
+        LoRA's scale numerator; None is ``2 * adapter_rank``.
+    adapter_dropout : float in [0, 1), default=0
+        Dropout on LoRA's input in training.
+    adapter_targets : "auto", str or list of str, default="auto"
+        The layers LoRA adapts: "auto" takes every ``nn.Linear`` and ungrouped
+        ``nn.Conv2d`` (in attention bodies, those of the repeated blocks); a list matches
+        module names or their dotted suffixes, a str is a regular expression over whole
+        names.
 
     Attributes
     ----------
     classes_ : ndarray
     lr_, max_epochs_, batchnorm_, family_
         What the "auto" parameters resolved to, and the body's family.
+    n_trainable_params_ : int
+        Parameters that trained by gradient in the last phase (head and unfrozen body, or
+        the adapter), each counted once.
     probe_loss_ : float or None
         Training loss of the linear probe.
     probe_regularization_ : float or None
@@ -882,6 +988,11 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         verbose=0,
         callbacks=None,
         strategy=None,
+        adapter=None,
+        adapter_rank=8,
+        adapter_alpha=None,
+        adapter_dropout=0.0,
+        adapter_targets="auto",
     ):
         super().__init__(
             backbone,
@@ -916,6 +1027,11 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
             verbose=verbose,
             callbacks=callbacks,
             strategy=strategy,
+            adapter=adapter,
+            adapter_rank=adapter_rank,
+            adapter_alpha=adapter_alpha,
+            adapter_dropout=adapter_dropout,
+            adapter_targets=adapter_targets,
         )
         self.class_weight = class_weight
 
@@ -1168,6 +1284,24 @@ class FineTuneRegressor(RegressorMixin, _FineTune):
         between the processes) and ``DistributedDataParallel`` averages them, so the
         loss curve is the single-process one. Every process ends with the same plain,
         picklable estimator. Not with ``adaptation`` nor ``partial_fit``.
+    adapter : None, "lora" or "bitfit", default=None
+        Parameter-efficient fine-tuning in the unfrozen phase: "lora" trains a low-rank
+        update beside each targeted layer (Hugging Face ``peft``: ``pip install
+        'sktransfer[peft]'``), merged into the weights after ``fit``, so the fitted
+        estimator holds plain torch layers and pickles and predicts without ``peft``;
+        "bitfit" trains only the body's biases and normalisation parameters. The head
+        always trains. See docs/finetuning.md.
+    adapter_rank : int, default=8
+        LoRA's rank.
+    adapter_alpha : float or None, default=None
+        LoRA's scale numerator; None is ``2 * adapter_rank``.
+    adapter_dropout : float in [0, 1), default=0
+        Dropout on LoRA's input in training.
+    adapter_targets : "auto", str or list of str, default="auto"
+        The layers LoRA adapts: "auto" takes every ``nn.Linear`` and ungrouped
+        ``nn.Conv2d`` (in attention bodies, those of the repeated blocks); a list matches
+        module names or their dotted suffixes, a str is a regular expression over whole
+        names.
 
     Attributes
     ----------
@@ -1176,6 +1310,8 @@ class FineTuneRegressor(RegressorMixin, _FineTune):
         The standardisation of the targets.
     lr_, max_epochs_, batchnorm_, family_
         What the "auto" parameters resolved to, and the body's family.
+    n_trainable_params_ : int
+        Parameters that trained by gradient in the last phase.
     probe_loss_, probe_regularization_ : float or None
         Training loss of the linear probe and its ridge ``alpha``.
     net_ : skorch.NeuralNet

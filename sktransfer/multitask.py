@@ -20,7 +20,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._training import LossTask, TaskHeads
+from ._training import BranchedBody, LossTask, TaskHeads
+from .backbones import param_blocks
 from .finetune import _class_index, _FineTune, _stack_columns
 
 KINDS = ("classification", "regression")
@@ -56,13 +57,22 @@ class MultiTaskFineTune(MultiOutputMixin, _FineTune):
         each task a linear head. Hidden heads are not linear, so instead of the linear
         probe they first train on the cached frozen features (the MLP recipe: Adam at
         1e-2 for about 300 steps), then with the body.
+    shared_blocks : int or None, default=None
+        How much of the body the tasks share. None: all of it (hard parameter
+        sharing, one forward pass). An int k: the body's first k blocks (as
+        ``sktransfer.backbones.param_blocks`` counts them; 0 shares nothing) are shared,
+        and each task trains its own copy of the later blocks, all starting from the
+        pretrained weights. Each task's copy runs on every batch, so training and
+        prediction cost one body per task. The fitted ``backbone_`` (for transfer to
+        another estimator) is the first task's branch.
     class_weight : None, "balanced" or dict, default=None
         Per-class loss weights of the classification tasks: "balanced" for all, or
         ``{column: "balanced" or {class: weight}}``.
     weights, freeze, linear_probe, max_epochs, lr, lr_mult, batch_size, weight_decay, \
 l2sp, batchnorm, wise, image_size, augment, layer, pooling, early_stopping, \
 validation_fraction, n_iter_no_change, warm_start, device, precision, cache, \
-num_workers, random_state, max_length, missing, verbose, callbacks, strategy
+num_workers, random_state, max_length, missing, verbose, callbacks, strategy, adapter, \
+adapter_rank, adapter_alpha, adapter_dropout, adapter_targets
         As in ``FineTuneClassifier``; early stopping holds out rows at random and
         monitors the weighted multi-task loss.
 
@@ -125,6 +135,7 @@ backbone_, history_
         "tasks": [StrOptions({"auto"}), list, tuple, dict],
         "task_weights": [None, dict, list, tuple],
         "task_hidden": [None, Interval(Integral, 1, None, closed="left")],
+        "shared_blocks": [None, Interval(Integral, 0, None, closed="left")],
         "class_weight": [None, StrOptions({"balanced"}), dict],
     }
 
@@ -135,6 +146,7 @@ backbone_, history_
         tasks="auto",
         task_weights=None,
         task_hidden=None,
+        shared_blocks=None,
         class_weight=None,
         weights="DEFAULT",
         freeze="none",
@@ -165,11 +177,17 @@ backbone_, history_
         verbose=0,
         callbacks=None,
         strategy=None,
+        adapter=None,
+        adapter_rank=8,
+        adapter_alpha=None,
+        adapter_dropout=0.0,
+        adapter_targets="auto",
     ):
         self.backbone = backbone
         self.tasks = tasks
         self.task_weights = task_weights
         self.task_hidden = task_hidden
+        self.shared_blocks = shared_blocks
         self.class_weight = class_weight
         self.weights = weights
         self.freeze = freeze
@@ -200,6 +218,11 @@ backbone_, history_
         self.verbose = verbose
         self.callbacks = callbacks
         self.strategy = strategy
+        self.adapter = adapter
+        self.adapter_rank = adapter_rank
+        self.adapter_alpha = adapter_alpha
+        self.adapter_dropout = adapter_dropout
+        self.adapter_targets = adapter_targets
 
     def fit(self, X, y, sample_weight=None):
         """Fine-tune the shared body and every task's head on ``(X, y)``."""
@@ -346,6 +369,19 @@ backbone_, history_
 
     def _n_outputs(self):
         return self._tasks()[-1].outputs[1]
+
+    def _make_body(self, backbone):
+        if self.shared_blocks is None or len(self.tasks_) == 1:
+            return backbone.module
+        blocks = param_blocks(backbone.module)
+        if self.shared_blocks >= len(blocks):
+            raise ValueError(
+                f"shared_blocks={self.shared_blocks} but the body has {len(blocks)} blocks "
+                "(sktransfer.backbones.param_blocks): use at most "
+                f"{len(blocks) - 1}, or None to share the whole body."
+            )
+        private = {n for b in blocks[self.shared_blocks :] for n in b}
+        return BranchedBody(backbone.module, len(self.tasks_), private)
 
     def _make_head(self, n_features):
         return TaskHeads(

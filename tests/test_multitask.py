@@ -305,6 +305,8 @@ def test_multitask_on_images_and_text(tiny_text_dir):
     mt = MultiTaskFineTune(small_convnet(), random_state=0).fit(X, Y)
     assert mt.task_kinds_ == {"colour": "classification", "darkness": "regression"}
     assert mt.predict(X).shape == (48, 2)
+    branched = MultiTaskFineTune(small_convnet(), shared_blocks=1, max_epochs=1, random_state=0)
+    assert branched.fit(X, Y).predict(X).shape == (48, 2)
     texts = np.array(TEXTS)
     Y = pd.DataFrame(
         {"sport": [i % 2 == 0 for i in range(len(TEXTS))], "length": [len(t) for t in TEXTS]}
@@ -340,3 +342,22 @@ def test_predicting_with_other_tasks_is_an_error():
     mt = MultiTaskFineTune(mlp(), max_epochs=1, random_state=0).fit(X, Y)
     with pytest.raises(ValueError, match="not the fitted tasks"):
         mt.score(X, Y[["kind", "value", "level"]])
+
+
+def test_shared_blocks_gives_each_task_its_own_copy_of_the_later_blocks():
+    X, Y = mixed()
+    body = nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
+    mt = MultiTaskFineTune(body, shared_blocks=1, random_state=0).fit(X, Y)
+    copies = [c.body for c in mt.module_.body.copies]  # each a Pooled(Sequential)
+    assert len(copies) == 3
+    # The first block is one tensor for all tasks; the second trained apart per task.
+    assert copies[0][0].weight is copies[1][0].weight is copies[2][0].weight
+    assert not torch.equal(copies[0][2].weight, copies[1][2].weight)
+    n_params = sum(p.numel() for p in mt.module_.body.parameters())
+    assert n_params == (6 * 16 + 16) + 3 * (16 * 16 + 16)
+    assert mt.score(X, Y) > 0.8
+    again = pickle.loads(pickle.dumps(mt))
+    pd.testing.assert_frame_equal(again.predict(X), mt.predict(X))
+    assert again.backbone_.module is again.module_.body.copies[0]
+    with pytest.raises(ValueError, match="shared_blocks=2 but the body has 2 blocks"):
+        MultiTaskFineTune(body, shared_blocks=2, max_epochs=1).fit(X, Y)
