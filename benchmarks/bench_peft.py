@@ -21,7 +21,7 @@ Data:
   install``), tested on 1000 snippets of movies that no training snippet comes from;
   the packaged all-MiniLM-L6-v2.
 
-    python benchmarks/bench_peft.py [--only images,text] [--n-images 300] [--n-texts 400]
+    python benchmarks/bench_peft.py [--only images,text] [--n-images 300] [--n-texts 300]
                                     [--image-size 64] [--n-test 1000] [--rank 8]
 
 The defaults run in about 15 minutes on a 2-core CPU.
@@ -176,7 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="images,text", help="images, text or both")
     parser.add_argument("--n-images", type=int, default=300, help="Fashion-MNIST train rows")
-    parser.add_argument("--n-texts", type=int, default=400, help="Rotten Tomatoes train rows")
+    parser.add_argument("--n-texts", type=int, default=300, help="Rotten Tomatoes train rows")
     parser.add_argument("--n-test", type=int, default=1000, help="test rows per data set")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--rank", type=int, default=8, help="LoRA's rank")
@@ -203,7 +203,7 @@ def main() -> None:
             print(f"  {data} / {method}: {time.perf_counter() - t:.0f} s wall", flush=True)
             name = f"{BACKBONES[data]}, {sizes[data]} train"
             if "error" in r:
-                rows.append(f"| {name} | {method} | not run: {r['error']} |||||||")
+                rows.append(f"| {name} | {method} | not run: {r['error']} ||||||||")
                 continue
             rows.append(
                 f"| {name} | {method} | {r['accuracy']:.3f} | {_fmt(r['trainable'], ',')} | "

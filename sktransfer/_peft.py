@@ -357,6 +357,17 @@ def base_param_name(name: str) -> str:
     return ".".join(out)
 
 
+def adapter_parameters(module: nn.Module, adapter: str) -> set[str]:
+    """The names of the parameters ``adapter`` trains in ``module`` (already adapted for
+    LoRA), whatever their ``requires_grad`` flags say now: the complement is what a
+    training loop must keep frozen."""
+    if adapter == "lora":
+        return {n for n, _ in module.named_parameters() if _is_lora_parameter(n)}
+    if adapter == "bitfit":
+        return bitfit_parameters(module)
+    raise ValueError(f"adapter={adapter!r} is not one of {ADAPTERS}.")
+
+
 def trainable_parameters(module: nn.Module) -> int:
     """The number of parameters that train (``requires_grad=True``), counted once each."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -15,6 +15,7 @@ from torch import nn
 
 from sktransfer._peft import (
     ADAPTERS,
+    adapter_parameters,
     apply_adapter,
     base_param_name,
     bitfit_parameters,
@@ -283,6 +284,21 @@ def test_every_adapted_parameter_maps_to_a_parameter_of_the_plain_module(lite0_t
     adapted = apply_adapter(copy.deepcopy(lite0_template), "lora")
     names = [n for n, _ in adapted.named_parameters()]
     assert {base_param_name(n) for n in names} == set(plain)
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_adapter_parameters_survive_a_loop_that_resets_requires_grad(adapter):
+    mlp = apply_adapter(_mlp(), adapter)
+    trained = {n for n, p in mlp.named_parameters() if p.requires_grad}
+    for p in mlp.parameters():  # what a training loop does after its phase
+        p.requires_grad_(True)
+    expected = {
+        "lora": {f"{i}.lora_{ab}.default.weight" for i in (0, 3) for ab in "AB"},
+        "bitfit": {"0.bias", "2.weight", "2.bias", "3.bias"},  # 2 is the LayerNorm
+    }[adapter]
+    assert adapter_parameters(mlp, adapter) == trained == expected
+    with pytest.raises(ValueError, match=r"adapter='prefix' is not one of"):
+        adapter_parameters(mlp, "prefix")
 
 
 # --------------------------------------------------------------------------- BitFit
