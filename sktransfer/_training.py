@@ -548,15 +548,26 @@ def layerwise_groups(
 # What ``lr="auto"`` and ``max_epochs="auto"`` resolve to, per kind of body (see
 # docs/finetuning.md for the measurements behind each number). ``steps`` is the number
 # of optimiser steps the unfrozen phase aims for; the epochs are that many steps over the
-# training rows, within [min_epochs, max_epochs].
+# training rows, within [min_epochs, max_epochs]. ``adapter_lr`` serves ``adapter=``: LoRA
+# and BitFit train few weights from a zero update, at ten times full fine-tuning's rate
+# as in the LoRA paper (MiniLM on 300 Rotten Tomatoes reviews: LoRA 0.777 at 5e-4 vs 0.759
+# at 5e-5; EfficientNet-Lite0 on Fashion-MNIST and BitFit: the same either way).
 RECIPES = {
     # Pretrained convolutional nets with BatchNorm (EfficientNet, ResNet, ConvNeXt-BN...).
-    "conv": {"lr": 1e-4, "scratch_lr": 1e-3, "steps": 150, "min_epochs": 5, "max_epochs": 20},
+    "conv": {
+        "lr": 1e-4,
+        "scratch_lr": 1e-3,
+        "adapter_lr": 1e-3,
+        "steps": 150,
+        "min_epochs": 5,
+        "max_epochs": 20,
+    },
     # Attention-based bodies (text encoders, ViTs): small steps keep their features intact,
     # and a few epochs, as in the Hugging Face course.
     "transformer": {
         "lr": 5e-5,
         "scratch_lr": 5e-4,
+        "adapter_lr": 5e-4,
         "steps": 100,
         "min_epochs": 2,
         "max_epochs": 5,
@@ -564,7 +575,14 @@ RECIPES = {
     # Anything else, e.g. a small MLP on a table, usually trained from random weights:
     # scikit-learn's MLP trains for up to 200 epochs at Adam's 1e-3; a few hundred steps
     # at 1e-2 reach the same place on small tables.
-    "mlp": {"lr": 1e-2, "scratch_lr": 1e-2, "steps": 300, "min_epochs": 10, "max_epochs": 200},
+    "mlp": {
+        "lr": 1e-2,
+        "scratch_lr": 1e-2,
+        "adapter_lr": 1e-2,
+        "steps": 300,
+        "min_epochs": 10,
+        "max_epochs": 200,
+    },
 }
 
 

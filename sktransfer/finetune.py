@@ -389,6 +389,8 @@ class _FineTune(BackboneEstimator):
         # Fresh weights (structure transfer) train from scratch: a pretrained body's small
         # rate would leave them near their random start.
         key = "scratch_lr" if self.weights is None else "lr"
+        if self.adapter is not None and self.weights is not None:
+            key = "adapter_lr"  # few weights, from a zero update: a larger step
         self.lr_ = RECIPES[self.family_][key] if self.lr == "auto" else float(self.lr)
         self.batchnorm_ = self.batchnorm
         if self.batchnorm == "auto":
@@ -833,7 +835,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
         within bounds (see docs/finetuning.md). Resolved value: ``max_epochs_``.
     lr : float or "auto", default="auto"
         Peak learning rate of the head and last block; "auto" is 1e-4 for
-        convolutional bodies, 5e-5 for transformers, 1e-2 for MLPs. Resolved: ``lr_``.
+        convolutional bodies, 5e-5 for transformers, 1e-2 for MLPs (ten times the first
+        two with an ``adapter``). Resolved: ``lr_``.
     lr_mult : float, default=10
         Ratio between the head's and the earliest block's learning rate.
     batch_size : int, default=32
@@ -1176,6 +1179,22 @@ class FineTuneClassifier(ClassifierMixin, _FineTune):
             cols = [c[np.argmax(o, axis=1)] for c, o in zip(self.classes_, out)]
             return _stack_columns(cols)
         return self.classes_[np.argmax(out, axis=1)]
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy; for a 2-D y the subset accuracy (a row counts when every column
+        is right), as ``MultiOutputClassifier.score`` has it for multiclass-multioutput y,
+        where scikit-learn's ``accuracy_score`` refuses."""
+        check_is_fitted(self, "net_")
+        if getattr(self, "_y_kind", "single") != "multioutput":
+            return super().score(X, y, sample_weight=sample_weight)
+        y = np.asarray(y)
+        if y.ndim != 2 or y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has shape {y.shape}; {type(self).__name__} was fitted on "
+                f"{self.n_outputs_} columns."
+            )
+        right = np.all(y == self.predict(X), axis=1)
+        return float(np.average(right, weights=sample_weight))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -142,6 +142,8 @@ def test_multiclass_multioutput_y_gets_one_softmax_head_per_column(digits_tasks)
     yt = Yt.to_numpy()
     assert (pred[:, 0] == yt[:, 0]).mean() > 0.85
     assert (pred[:, 1] == yt[:, 1]).mean() > 0.85
+    # score: the subset accuracy, as MultiOutputClassifier.score.
+    assert clf.score(Xt, yt) == pytest.approx(np.all(pred == yt, axis=1).mean())
 
 
 def test_multioutput_class_weight_is_balanced_per_column():
