@@ -389,13 +389,15 @@ def test_fp16_precision_trains_with_a_grad_scaler():
 def test_head_starts_as_the_converged_linear_probe():
     from sklearn.linear_model import LogisticRegressionCV
 
-    from sktransfer._training import PROBE_CS
+    from sktransfer._training import PROBE_CS, PROBE_CV
 
     X, y = images()
     body = small_convnet()
     clf = FineTuneClassifier(body, freeze="backbone", random_state=0).fit(X, y)
     Z = PretrainedFeatures(small_convnet(), random_state=0).fit_transform(X)
-    lrcv = LogisticRegressionCV(Cs=list(PROBE_CS), cv=3, scoring="neg_log_loss", max_iter=1000)
+    lrcv = LogisticRegressionCV(
+        Cs=list(PROBE_CS), cv=PROBE_CV, scoring="neg_log_loss", max_iter=1000
+    )
     Zs = (Z - Z.mean(0)) / Z.std(0).mean()  # centred, one scale for all features
     lrcv.fit(Zs, y)
     assert clf.probe_regularization_ == lrcv.C_[0]
