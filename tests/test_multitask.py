@@ -128,7 +128,7 @@ def test_multiclass_multioutput_y_gets_one_softmax_head_per_column(digits_tasks)
 
 def test_multioutput_class_weight_is_balanced_per_column():
     X, Y = make_multilabel_classification(n_samples=120, n_classes=3, random_state=1)
-    clf = FineTuneClassifier(mlp(), class_weight="balanced", max_epochs=1, random_state=0)
+    clf = FineTuneClassifier(mlp(), class_weight="balanced", random_state=0)
     clf.fit(X, Y)
     for j, t in enumerate(clf.net_.tasks):
         pos = Y[:, j].mean()
@@ -149,14 +149,14 @@ def test_multi_output_y_on_images_and_text(tiny_dir):
     texts = np.array(TEXTS)
     sport = np.array([i % 2 == 0 for i in range(len(TEXTS))], dtype=int)
     labels = np.column_stack([sport, 1 - sport, np.arange(len(TEXTS)) % 2])
-    clf = FineTuneClassifier(tiny_dir, max_epochs=1, random_state=0).fit(texts, labels)
+    clf = FineTuneClassifier(tiny_dir, random_state=0).fit(texts, labels)
     assert clf.predict_proba(texts).shape == (len(TEXTS), 3)
 
 
 def test_one_column_2d_y_is_raveled_as_sklearn_does():
     X, Y = make_multilabel_classification(n_samples=60, n_classes=2, random_state=0)
     with pytest.warns(Warning, match="column-vector y"):
-        clf = FineTuneClassifier(mlp(), max_epochs=1, random_state=0).fit(X, Y[:, :1])
+        clf = FineTuneClassifier(mlp(), random_state=0).fit(X, Y[:, :1])
     assert clf.predict(X).shape == (60,)
 
 
@@ -195,7 +195,7 @@ def test_mixed_tasks_from_a_dataframe():
     proba = mt.predict_proba(X[150:])  # the classification tasks', in order
     assert [p.shape for p in proba] == [(50, 2), (50, 3)]
     np.testing.assert_allclose([p.sum(1) for p in proba], 1.0, atol=1e-6)
-    regression_only = MultiTaskFineTune(mlp(), max_epochs=1).fit(X, Y[["value"]])
+    regression_only = MultiTaskFineTune(mlp()).fit(X, Y[["value"]])
     assert not hasattr(regression_only, "predict_proba")
     scores = mt.score_tasks(X[150:], Y[150:])
     assert scores["value"] > 0.8 and scores["kind"] > 0.8 and scores["level"] > 0.7
@@ -240,7 +240,7 @@ def test_task_weights_steer_the_shared_training():
 
 def test_grid_search_over_task_weights_and_pickle_and_clone():
     X, Y = mixed(n=120)
-    mt = MultiTaskFineTune(mlp(), max_epochs=2, random_state=0)
+    mt = MultiTaskFineTune(mlp(), random_state=0)
     search = GridSearchCV(
         mt, {"task_weights": [None, {"value": 3.0}]}, cv=2, error_score="raise"
     ).fit(X, Y)
@@ -287,13 +287,13 @@ def test_multitask_on_images_and_text(tiny_dir):
     mt = MultiTaskFineTune(small_convnet(), random_state=0).fit(X, Y)
     assert mt.task_kinds_ == {"colour": "classification", "darkness": "regression"}
     assert mt.predict(X).shape == (48, 2)
-    branched = MultiTaskFineTune(small_convnet(), shared_blocks=1, max_epochs=1, random_state=0)
+    branched = MultiTaskFineTune(small_convnet(), shared_blocks=1, random_state=0)
     assert branched.fit(X, Y).predict(X).shape == (48, 2)
     texts = np.array(TEXTS)
     Y = pd.DataFrame(
         {"sport": [i % 2 == 0 for i in range(len(TEXTS))], "length": [len(t) for t in TEXTS]}
     )
-    mt = MultiTaskFineTune(tiny_dir, tasks={"length": "regression"}, max_epochs=1)
+    mt = MultiTaskFineTune(tiny_dir, tasks={"length": "regression"})
     mt.set_params(random_state=0).fit(texts, Y)
     assert mt.predict(texts)["sport"].dtype == np.dtype(bool)
 
@@ -316,12 +316,12 @@ def test_bad_multitask_inputs_name_what_is_wrong(params, y_fix, match):
         Y = Y.astype({"level": float})
         Y["level"] = np.nan
     with pytest.raises(ValueError, match=match):
-        MultiTaskFineTune(mlp(), max_epochs=1, **params).fit(X, Y)
+        MultiTaskFineTune(mlp(), **params).fit(X, Y)
 
 
 def test_predicting_with_other_tasks_is_an_error():
     X, Y = mixed(n=60)
-    mt = MultiTaskFineTune(mlp(), max_epochs=1, random_state=0).fit(X, Y)
+    mt = MultiTaskFineTune(mlp(), random_state=0).fit(X, Y)
     with pytest.raises(ValueError, match="not the fitted tasks"):
         mt.score(X, Y[["kind", "value", "level"]])
 
@@ -342,4 +342,4 @@ def test_shared_blocks_gives_each_task_its_own_copy_of_the_later_blocks():
     pd.testing.assert_frame_equal(again.predict(X), mt.predict(X))
     assert again.backbone_.module is again.module_.body.copies[0]
     with pytest.raises(ValueError, match="shared_blocks=2 but the body has 2 blocks"):
-        MultiTaskFineTune(body, shared_blocks=2, max_epochs=1).fit(X, Y)
+        MultiTaskFineTune(body, shared_blocks=2).fit(X, Y)
