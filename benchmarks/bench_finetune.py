@@ -91,7 +91,7 @@ def bench_frozen(images, labels, args):
     from skorch import NeuralNet
     from skorch.callbacks import Freezer
 
-    from sktransfer._training import TransferModel
+    from sktransfer.training import TransferModel
 
     n, epochs = (128, 3) if args.quick else (320, 5)
     X, y = images[:n], labels[:n]

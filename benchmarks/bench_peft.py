@@ -66,7 +66,7 @@ def estimator(method: str, backbone: str, args, **common) -> FineTuneClassifier:
     if method == "BitFit":
         return FineTuneClassifier(backbone, adapter="bitfit", **common)
     if method in AT_FULL_RATE:
-        from sktransfer._training import RECIPES
+        from sktransfer.training import RECIPES
 
         family = "transformer" if backbone == BACKBONES["text"] else "conv"
         lr = RECIPES[family]["lr"] * (10 if "10x" in method else 1)

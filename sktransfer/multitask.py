@@ -12,7 +12,7 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import MultiOutputMixin
+from sklearn.base import MultiOutputMixin, _fit_context
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -20,14 +20,15 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._training import BranchedBody, LossTask, TaskHeads
+from ._finetune_base import FINETUNE_CONSTRAINTS, FineTuneBase
+from ._targets import class_index, stack_columns
 from .backbones import param_blocks
-from .finetune import _class_index, _FineTune, _stack_columns
+from .training import BranchedBody, LossTask, TaskHeads
 
 KINDS = ("classification", "regression")
 
 
-class MultiTaskFineTune(MultiOutputMixin, _FineTune):
+class MultiTaskFineTune(MultiOutputMixin, FineTuneBase):
     """Fine-tune one pretrained body for several tasks at once, a head per task.
 
     y holds one column per task: a pandas DataFrame (its columns name the tasks) or a
@@ -122,16 +123,9 @@ backbone_, history_
     """
 
     _task = "multitask"
-    # Not parameters of this estimator: multi-task fits do not adapt domains.
-    adaptation = None
-    adaptation_weight = 1.0
 
     _parameter_constraints = {
-        **{
-            k: v
-            for k, v in _FineTune._parameter_constraints.items()
-            if k not in ("adaptation", "adaptation_weight")
-        },
+        **FINETUNE_CONSTRAINTS,
         "tasks": [StrOptions({"auto"}), list, tuple, dict],
         "task_weights": [None, dict, list, tuple],
         "task_hidden": [None, Interval(Integral, 1, None, closed="left")],
@@ -224,30 +218,31 @@ backbone_, history_
         self.adapter_dropout = adapter_dropout
         self.adapter_targets = adapter_targets
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fine-tune the shared body and every task's head on ``(X, y)``."""
-        return super().fit(X, y, sample_weight=sample_weight)
+        return self._fit(X, y, sample_weight)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``(X, y)``, continuing from the current weights; the first call
         takes ``classes`` as ``{task: classes}`` for tasks whose classes it may not all
         see."""
-        return super().partial_fit(X, y, classes=classes, sample_weight=sample_weight)
+        return self._partial_fit(X, y, classes=classes, sample_weight=sample_weight)
 
     # ------------------------------------------------------------------ targets
 
-    def _check_target(self, y):
-        """y as an (n, n_tasks) object array; its column names and form kept for
+    def _check_target(self, y, sample_domain):
+        """y as an (n, n_tasks) object array, with its column names and form for
         ``_encode_target``."""
         columns, names, frame, one_d = _columns_of(y)
         out = np.empty((len(columns[0]), len(columns)), dtype=object)
         for j, c in enumerate(columns):
             out[:, j] = c
-        self._y_in = (names, frame, one_d)
-        return out
+        return out, (names, frame, one_d)
 
-    def _encode_target(self, y, labelled, *, reset, classes=None):
-        names, frame, one_d = self.__dict__.pop("_y_in")
+    def _encode_target(self, y, about_y, labelled, *, reset, classes=None):
+        names, frame, one_d = about_y
         if reset:
             self._y_frame, self._y_1d = frame, one_d
             self._fit_tasks(y, names, classes)
@@ -257,7 +252,7 @@ backbone_, history_
         for j, name in enumerate(self.tasks_):
             present, values = _labels(y[:, j], self.task_kinds_[name] == "classification")
             if self.task_kinds_[name] == "classification":
-                enc[present, j] = _class_index(self.classes_[name], values, f"y[{name!r}]")
+                enc[present, j] = class_index(self.classes_[name], values, f"y[{name!r}]")
             else:
                 enc[present, j] = (values.astype(np.float64) - self.y_mean_[name]) / (
                     self.y_scale_[name]
@@ -424,7 +419,7 @@ backbone_, history_
             return pd.DataFrame(dict(zip(self.tasks_, cols)), index=index)
         if self._y_1d:
             return cols[0]
-        return _stack_columns(cols)
+        return stack_columns(cols)
 
     def _has_classes(self):
         return not hasattr(self, "task_kinds_") or "classification" in self.task_kinds_.values()

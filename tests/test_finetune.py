@@ -389,7 +389,7 @@ def test_fp16_precision_trains_with_a_grad_scaler():
 def test_head_starts_as_the_converged_linear_probe():
     from sklearn.linear_model import LogisticRegressionCV
 
-    from sktransfer._training import PROBE_CS, PROBE_CV
+    from sktransfer.training import PROBE_CS, PROBE_CV
 
     X, y = images()
     body = small_convnet()

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sktransfer import FineTuneClassifier, FineTuneRegressor, MultiTaskFineTune
-from sktransfer._peft import bitfit_parameters
+from sktransfer.training import bitfit_parameters
 
 pytest.importorskip("peft")
 

@@ -15,6 +15,9 @@ from fitted_cases import CASES, ddp_fit, fit_case, outputs
 
 HERE = pathlib.Path(__file__).resolve().parent / "fixtures" / "fitted"
 SAVED = np.load(HERE / "outputs.npz")
+# Deliberate changes of a fit's numbers since the fixtures were written, each named in
+# make_fixtures.py and in its commit; the pickles must still predict as they did.
+REFIT = np.load(HERE / "refit.npz")
 
 # A forward pass of the same weights on the same rows: float32 kernels may block the sums
 # differently on another CPU or thread count (last bits), nothing more.
@@ -28,9 +31,9 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def saved(name):
+def saved(name, files=SAVED):
     prefix = f"{name}/"
-    return {k[len(prefix) :]: SAVED[k] for k in SAVED.files if k.startswith(prefix)}
+    return {k[len(prefix) :]: files[k] for k in files.files if k.startswith(prefix)}
 
 
 def compare(got, want, tol):
@@ -48,7 +51,7 @@ def test_a_pickled_fixture_loads_and_predicts_as_when_it_was_written(name):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_seeded_fit_reproduces_the_fixture(name):
-    want = saved(name)
+    want = saved(name, REFIT) or saved(name)
     est, X_new = fit_case(name)
     np.testing.assert_array_equal(X_new, want["X_new"])
     compare(outputs(est, X_new), want, FIT_TOL)

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV
 from torch import nn
 
 from sktransfer import FineTuneClassifier, FineTuneRegressor, MultiTaskFineTune
-from sktransfer._training import LossTask, task_loss
+from sktransfer.training import LossTask, task_loss
 
 
 def mlp(width=16):
@@ -91,7 +91,7 @@ def test_task_loss_ignores_missing_labels_and_weighs_tasks():
 def test_multilabel_y_gets_one_sigmoid_output_per_label():
     X, Y = make_multilabel_classification(n_samples=240, n_classes=4, random_state=0)
     clf = FineTuneClassifier(mlp(), random_state=0).fit(X[:160], Y[:160])
-    assert [t.kind for t in clf.net_.tasks] == ["sigmoid"] * 4
+    assert [t.kind for t in clf.net_.criterion_.tasks] == ["sigmoid"] * 4
     np.testing.assert_array_equal(clf.classes_, np.arange(4))
     proba = clf.predict_proba(X[160:])
     assert proba.shape == (80, 4) and np.all((proba >= 0) & (proba <= 1))
@@ -110,7 +110,7 @@ def test_multiclass_multioutput_y_gets_one_softmax_head_per_column(digits_tasks)
     X, Y, Xt, Yt = digits_tasks
     y = Y.to_numpy()  # an object array: int digits beside "even"/"odd" strings
     clf = FineTuneClassifier(mlp(32), random_state=0).fit(X, y)
-    assert [t.kind for t in clf.net_.tasks] == ["softmax", "softmax"]
+    assert [t.kind for t in clf.net_.criterion_.tasks] == ["softmax", "softmax"]
     assert isinstance(clf.classes_, list)
     np.testing.assert_array_equal(clf.classes_[0], np.arange(10))
     np.testing.assert_array_equal(clf.classes_[1], ["even", "odd"])
@@ -130,7 +130,7 @@ def test_multioutput_class_weight_is_balanced_per_column():
     X, Y = make_multilabel_classification(n_samples=120, n_classes=3, random_state=1)
     clf = FineTuneClassifier(mlp(), class_weight="balanced", random_state=0)
     clf.fit(X, Y)
-    for j, t in enumerate(clf.net_.tasks):
+    for j, t in enumerate(clf.net_.criterion_.tasks):
         pos = Y[:, j].mean()
         assert t.class_weight == pytest.approx((0.5 / (1 - pos), 0.5 / pos))
     with pytest.raises(ValueError, match="list of 3 dicts"):

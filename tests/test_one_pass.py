@@ -10,6 +10,7 @@ from conftest import TinyCNN
 from torch import nn
 
 import sktransfer
+import sktransfer._finetune_base
 import sktransfer.inputs as inputs
 import sktransfer.inputs._images as images_mod
 from sktransfer import (
@@ -51,7 +52,7 @@ def test_pretrained_features_fit_transform_reads_each_image_file_once(image_file
 
 def test_one_fine_tune_fit_validates_the_images_once(rgb_images, digits, monkeypatch):
     scans = Spy(monkeypatch, images_mod, "_check_pixel_values")
-    sniffs = Spy(monkeypatch, sktransfer.finetune, "spec_modality")
+    sniffs = Spy(monkeypatch, sktransfer._finetune_base, "spec_modality")
     X, y = rgb_images[:24], digits[1][:24]
     FineTuneClassifier(TinyCNN(), image_size=16, random_state=0).fit(X, y)
     assert scans.calls == 1  # the full pixel-range scan, once per fit
@@ -62,7 +63,7 @@ def test_one_fine_tune_fit_validates_the_images_once(rgb_images, digits, monkeyp
 def test_one_fit_on_a_table_validates_it_once(Est, monkeypatch, table):
     checks = [
         Spy(monkeypatch, module, "validate_data")
-        for module in (inputs, sktransfer.feature_transfer, sktransfer.finetune)
+        for module in (inputs, sktransfer.feature_transfer, sktransfer._finetune_base)
         if hasattr(module, "validate_data")
     ]
     X, y = table

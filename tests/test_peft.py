@@ -1,4 +1,4 @@
-"""LoRA and BitFit adapters on the packaged backbones and a small MLP (sktransfer._peft)."""
+"""LoRA and BitFit adapters on the packaged backbones and a small MLP (training/_peft.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from sktransfer._peft import (
+from sktransfer.backbones import resolve_backbone
+from sktransfer.training import (
     ADAPTERS,
     adapter_parameters,
     apply_adapter,
@@ -23,7 +24,6 @@ from sktransfer._peft import (
     merge_adapter,
     trainable_parameters,
 )
-from sktransfer.backbones import resolve_backbone
 
 pytest.importorskip("peft")
 

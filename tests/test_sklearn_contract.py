@@ -87,7 +87,7 @@ STOCHASTIC_MINI_BATCHES = {
 def expected_failed_checks(estimator):
     if isinstance(estimator, (FineTuneClassifier, FineTuneRegressor, MultiTaskFineTune)):
         expected = dict(STOCHASTIC_MINI_BATCHES)
-        if estimator.adaptation is not None and is_classifier(estimator):
+        if getattr(estimator, "adaptation", None) is not None and is_classifier(estimator):
             expected.update(MINUS_ONE_IS_UNLABELLED)
         return expected
     if isinstance(estimator, ADAPTATION_ESTIMATORS) and is_classifier(estimator):

@@ -25,9 +25,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .._backbone_estimator import seed_of
 from .._device import autocast, autocast_dtype, to_device
-from .._training import SourceDataset
 from ..finetune import FineTuneClassifier, FineTuneRegressor
 from ..inputs import as_source
+from ..training import SourceDataset
 from ._base import WrappingAdapter, check_sample_domain, unlabelled_mask
 
 

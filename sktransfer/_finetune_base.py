@@ -1,0 +1,387 @@
+"""What every fine-tuning estimator's scikit-learn face shares: the parameters both
+single- and multi-task fine-tunes take, and a ``fit`` that checks, plans, assembles,
+runs the engine's phases (``sktransfer.training``) and stores what they return."""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from skorch.callbacks import Callback
+from torch import nn
+
+from ._backbone_estimator import (
+    BackboneEstimator,
+    backbone_constraints,
+    check_backbone_params,
+    check_consistent_length_rows,
+    seed_of,
+)
+from ._device import resolve_device
+from ._extract import extract
+from ._torch import Seed
+from .backbones import spec_modality
+from .features import PretrainedFeatures
+from .inputs import as_source
+from .training import (
+    ADAPTERS,
+    AdapterSpec,
+    FitData,
+    Plan,
+    SourceDataset,
+    TransferModel,
+    body_family,
+    budget_epochs,
+    check_process_group,
+    first_branch,
+    fit_probe,
+    import_peft,
+    interpolate_weights,
+    is_main_process,
+    make_net,
+    make_trainable,
+    rank_device,
+    resolve_batchnorm,
+    resolve_lr,
+    shared_seed,
+    split_rows,
+    train_all,
+    train_head,
+    trainable_parameters,
+    weights_snapshot,
+)
+
+FINETUNE_CONSTRAINTS = {
+    **backbone_constraints,
+    "freeze": [
+        StrOptions({"backbone", "none"}),
+        Interval(Integral, 0, None, closed="left"),
+        list,
+        tuple,
+    ],
+    "linear_probe": ["boolean"],
+    "max_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
+    "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+    "lr_mult": [Interval(Real, 1, None, closed="left")],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "l2sp": [Interval(Real, 0, None, closed="left")],
+    "batchnorm": [StrOptions({"auto", "eval", "train"})],
+    "wise": [None, Interval(Real, 0, 1, closed="both")],
+    "augment": [None, "boolean", StrOptions({"flip", "crop"}), callable],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "warm_start": ["boolean"],
+    "verbose": ["verbose"],
+    "callbacks": [None, list],
+    "strategy": [None, StrOptions({"ddp"})],
+    "adapter": [None, StrOptions(set(ADAPTERS))],
+    "adapter_rank": [Interval(Integral, 1, None, closed="left")],
+    "adapter_alpha": [None, Interval(Real, 0, None, closed="neither")],
+    "adapter_dropout": [Interval(Real, 0, 1, closed="left")],
+    "adapter_targets": [StrOptions({"auto"}), str, list, tuple],
+}
+
+
+class FineTuneBase(BackboneEstimator):
+    """The face of a fine-tune. Subclasses say what the target is: ``_check_target``,
+    ``_encode_target``, ``_tasks`` (the loss's ``LossTask`` list), ``_make_body`` /
+    ``_make_head``; single-task faces add the domains of ``_domains``."""
+
+    # A training batch: 32 rows of gradients (64 is the inference batch of extraction).
+    _backbone_defaults = {"batch_size": 32}
+    _parameter_constraints = FINETUNE_CONSTRAINTS
+
+    def _fit(self, X, y, sample_weight=None, sample_domain=None):
+        self._check_params()
+        seed = seed_of(self.random_state)
+        if self.strategy == "ddp":
+            seed = shared_seed(seed)  # every process shuffles and splits the rows alike
+        with Seed(seed):
+            continuing = self.warm_start and hasattr(self, "net_")
+            data = self._prepare(
+                X, y, sample_weight, sample_domain, reset=not continuing, seed=seed
+            )
+            if not continuing:
+                self._build(data)
+            plan = self._plan(data)
+            if continuing:
+                return self._train_all(data, plan)
+            self.probe_loss_ = self.probe_regularization_ = None
+            self.head_history_ = []
+            model, bb, tasks = self.module_, self.backbone_, self._tasks()
+            if self.linear_probe:
+                self.probe_loss_, self.probe_regularization_, self.head_history_ = fit_probe(
+                    model, bb, data, plan, tasks
+                )
+            if self.freeze == "backbone":
+                if not self.linear_probe:
+                    self.head_history_ = train_head(model, bb, data, plan, tasks, self.max_epochs_)
+                self.n_trainable_params_ = trainable_parameters(model.head)
+                return self
+            start = weights_snapshot(model) if self.wise is not None else None
+            self._train_all(data, plan)
+            if self.wise is not None:
+                interpolate_weights(model, start, self.wise)
+                bb.compute_fingerprint()
+        return self
+
+    def _partial_fit(self, X, y, classes=None, sample_weight=None):
+        if self.strategy == "ddp":
+            raise ValueError(
+                f"{type(self).__name__}(strategy='ddp') supports fit only: partial_fit's "
+                "epochs are not shared between processes. Use strategy=None."
+            )
+        if self.adapter is not None:
+            raise ValueError(
+                f"{type(self).__name__}(adapter={self.adapter!r}) supports fit only: the "
+                "adapter is merged into the weights after each fit, so partial_fit's "
+                "optimiser state would point at weights that are gone. Use fit (with "
+                "warm_start=True to continue)."
+            )
+        first = not hasattr(self, "net_")
+        if first:  # _fit_context validated the parameters
+            self._check_params()
+        seed = seed_of(self.random_state)
+        with Seed(seed if first else None):
+            data = self._prepare(X, y, sample_weight, None, reset=first, seed=seed, classes=classes)
+            if first:
+                self._build(data)
+            self._train_all(data, self._plan(data, epochs=None if first else self.max_epochs_), 1)
+        return self
+
+    def _check_params(self):
+        """Checks sklearn's constraints cannot express, before any row is read."""
+        check_backbone_params(self)
+        if self.strategy == "ddp":
+            check_process_group(self)
+        if self.adapter is not None and self.freeze == "backbone":
+            raise ValueError(
+                f"adapter={self.adapter!r} trains an adapter inside the body, but "
+                "freeze='backbone' trains none of the body: drop one of them."
+            )
+        if self.adapter == "lora":
+            import_peft()  # before any row is read: the install hint, not a late failure
+        for i, cb in enumerate(self.callbacks or []):
+            obj = cb[1] if isinstance(cb, tuple) and len(cb) == 2 else cb
+            if not isinstance(obj, Callback):
+                raise TypeError(
+                    f"callbacks[{i}] is a {type(obj).__name__} ({obj!r:.40}); expected a skorch "
+                    "Callback instance (e.g. skorch.callbacks.EpochScoring(...)) or a "
+                    "(name, callback) pair."
+                )
+
+    def _prepare(self, X, y, sample_weight, sample_domain, *, reset, seed, classes=None):
+        """The fit's ``FitData``: X's one validated source, y encoded, the rows split."""
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        check_consistent_length_rows(X, y, sample_weight)
+        modality = spec_modality(self.backbone, X) if reset else self.modality_
+        # The one validated source of X for this fit: every phase reads its rows from it.
+        source = as_source(self, modality, X, reset=reset)
+        y, about_y = self._check_target(y, sample_domain)  # never written to
+        labelled, domain = self._domains(y, sample_domain)
+        y_enc = self._encode_target(y, about_y, labelled, reset=reset, classes=classes)
+        w = np.ones(len(y), dtype=np.float32)
+        if sample_weight is not None:
+            # Negative weights would make the loss reward the wrong label.
+            w = _check_sample_weight(
+                sample_weight, np.empty((len(y), 0)), dtype=np.float32, ensure_non_negative=True
+            )
+        targets = {"y": y_enc, "w": (w * labelled).astype(np.float32)}
+        if domain is not None:
+            targets["d"] = domain.astype(np.float32)
+        train, valid = np.arange(len(y)), None
+        if self.early_stopping:
+            stratify = self._task == "classification" and y_enc.ndim == 1
+            train, valid = split_rows(
+                labelled,
+                y_enc,
+                validation_fraction=self.validation_fraction,
+                stratify=stratify,
+                seed=seed,
+            )
+        return FitData(source, targets, modality, labelled, train, valid)
+
+    def _domains(self, y, sample_domain):
+        """(labelled rows, domains or None): without adaptation every row is labelled."""
+        return np.ones(len(y), bool), None
+
+    def _adaptation_plan(self):
+        """(adaptation, its weight) for the plan: none unless the face adapts domains."""
+        return None, 0.0
+
+    def _make_body(self, backbone) -> nn.Module:
+        return backbone.module
+
+    def _make_head(self, n_features: int) -> nn.Module:
+        return nn.Linear(n_features, self._n_outputs())
+
+    def _build(self, data):
+        """Load the backbone (once per fit), attach a fresh head sized to the target, and
+        resolve the recipe's rate and BatchNorm policy for the body's family."""
+        self.device_ = resolve_device(self.device)
+        params = self._backbone_params()
+        if self.strategy == "ddp":
+            self.device_ = rank_device(self.device_)  # one GPU per process
+            params["device"] = str(self.device_)
+        features = PretrainedFeatures(self.backbone, **params)
+        features._fit(data.source, data.modality)
+        bb = features.backbone_
+        make_trainable(bb.module)
+        self.modality_, self.backbone_ = data.modality, bb
+        self.module_ = TransferModel(self._make_body(bb), self._make_head(bb.dim))
+        self.family_ = body_family(bb.module, self.modality_)
+        pretrained = self.weights is not None
+        self.lr_ = resolve_lr(self.family_, self.lr, pretrained=pretrained, adapter=self.adapter)
+        self.batchnorm_ = resolve_batchnorm(self.batchnorm, pretrained=pretrained)
+        # A net to hold module_ from the start (a frozen body never trains one).
+        self.net_ = make_net(
+            self._plan(data, epochs=1), self.module_, tasks=self._tasks(), max_epochs=1
+        )
+        self.net_.initialize()
+
+    def _plan(self, data, epochs=None) -> Plan:
+        """The fit's ``Plan``; sets ``max_epochs_`` (the number given, or "auto": the
+        family's step budget over the training rows) unless ``epochs`` is given."""
+        if epochs is None:
+            n_train = len(data.train)
+            auto = self.max_epochs == "auto"
+            epochs = (
+                budget_epochs(self.family_, n_train, self.batch_size)
+                if auto
+                else int(self.max_epochs)
+            )
+            self.max_epochs_ = epochs
+        adaptation, weight = self._adaptation_plan()
+        return Plan(
+            name=type(self).__name__,
+            device=self.device_,
+            precision=self.precision,
+            batch_size=self.batch_size,
+            lr=self.lr_,
+            lr_mult=self.lr_mult,
+            weight_decay=self.weight_decay,
+            l2sp=self.l2sp,
+            batchnorm=self.batchnorm_,
+            family=self.family_,
+            freeze=self.freeze,
+            n_features=self.backbone_.dim,
+            is_conv=self.backbone_.is_conv,
+            adapter=self._adapter_spec(),
+            adaptation=adaptation,
+            adaptation_weight=weight,
+            augment=self.augment,
+            callbacks=tuple(self.callbacks or ()),
+            distributed=self.strategy == "ddp",
+            n_iter_no_change=self.n_iter_no_change,
+            num_workers=self.num_workers,
+            cache=self.cache,
+            verbosity=0
+            if self.strategy == "ddp" and not is_main_process()
+            else int(self.verbose or 0),
+        )
+
+    def _adapter_spec(self):
+        if self.adapter is None:
+            return None
+        return AdapterSpec(
+            self.adapter,
+            self.adapter_rank,
+            self.adapter_alpha,
+            self.adapter_dropout,
+            self.adapter_targets,
+        )
+
+    def _train_all(self, data, plan, epochs=None):
+        """The unfrozen phase (``epochs`` given: partial_fit's one epoch at a constant rate,
+        continuing the same net); the body's features are not the pretrained ones after."""
+        schedule = epochs is None
+        epochs = self.max_epochs_ if schedule else epochs
+        if epochs == 0:
+            return self
+        previous = self.net_ if not schedule and self.net_.history else None
+        self.net_, self.n_trainable_params_ = train_all(
+            self.module_,
+            self.backbone_,
+            data,
+            plan,
+            self._tasks(),
+            epochs,
+            schedule=schedule,
+            net=previous,
+        )
+        self.backbone_.compute_fingerprint()
+        return self
+
+    def _forward(self, X):
+        check_is_fitted(self, "net_")
+        source = as_source(self, self.modality_, X, reset=False)
+        if self.modality_ == "tabular" and self.family_ == "mlp" and self.device_.type == "cpu":
+            # float32 products depend on how many rows a batch holds (the kernels block
+            # differently), so a row's prediction would depend on its neighbours; a small
+            # MLP is cheap in float64, where that noise falls below any tolerance.
+            module = copy.deepcopy(self.module_).double().eval()
+            with torch.inference_mode():
+                return module(torch.from_numpy(source.X).double()).numpy()
+        if self.freeze == "backbone":
+            # The body never trained: its features come from the cache, only the head runs.
+            Z = extract(
+                self.backbone_,
+                source,
+                batch_size=self.batch_size,
+                device=self.device_,
+                precision=self.precision,
+                num_workers=self.num_workers,
+                cache=self.cache,
+            )
+            head = self.module_.head.to(self.device_).eval()
+            with torch.inference_mode():
+                return head(torch.from_numpy(Z).to(self.device_)).float().cpu().numpy()
+        bb = self.backbone_
+        ds = SourceDataset(source, {}, bb.preprocess, None, bb.collate)
+        return self.net_.forward(ds, training=False, device="cpu").float().numpy()
+
+    @property
+    def history_(self):
+        """Epoch records of both phases, each tagged with its ``phase``."""
+        check_is_fitted(self, "net_")
+        rows = []
+        if getattr(self, "probe_loss_", None) is not None:
+            rows.append({"epoch": 0, "train_loss": self.probe_loss_, "phase": "probe"})
+        rows += [dict(r, phase="head") for r in getattr(self, "head_history_", [])]
+        if self.freeze != "backbone":
+            rows += [dict(r, phase="all") for r in self.net_.history]
+        return rows
+
+    def __getstate__(self):
+        # backbone_.module is module_.body: store it once, relink it on load.
+        state = self.__dict__.copy()
+        if "backbone_" in state:
+            bb = copy.copy(state["backbone_"])
+            bb.module = None
+            state["backbone_"] = bb
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "backbone_" in state and "net_" in state:
+            self.module_ = self.net_.module_
+            self.backbone_.module = first_branch(self.module_.body)
+            if (
+                not torch.cuda.is_available()
+                and getattr(self, "device_", None) is not None
+                and self.device_.type == "cuda"
+            ):
+                self.device_ = torch.device("cpu")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags

@@ -1,0 +1,139 @@
+"""The fine-tuning engine: everything a fit does after its estimator has checked the
+parameters and the input. It imports no estimator module and not ``sklearn.base``.
+
+- ``_plan``: ``Plan`` (how a fit trains) and ``FitData`` (its rows, split once);
+- ``_recipe``: the families' defaults, the step budget, layer-wise groups, the schedule;
+- ``_assemble``: freezing, the adapter and the optimiser groups in one map of names;
+- ``_model``: ``TransferModel``, ``TaskHeads``, ``BranchedBody``;
+- ``_phases``: the linear probe, the head on cached features, the unfrozen phase;
+- ``_loss`` / ``_adaptation``: the criterion in skorch's slot and its adaptation terms;
+- ``_net``: ``TransferNet``; ``_probe``; ``_regularize`` (L2-SP, WiSE-FT); ``_data``;
+- ``_peft`` (LoRA, BitFit) and ``_distributed`` (``strategy="ddp"``).
+"""
+
+from ._adaptation import (
+    ADAPTATION_LOSSES,
+    AdaptationLoss,
+    CORALLoss,
+    DANNLoss,
+    GradReverse,
+    coral_loss,
+    make_adaptation_loss,
+)
+from ._assemble import AdapterSpec, Trainable, assemble, frozen_names, fully_frozen_modules
+from ._data import SourceDataset, TrainingDataset, identity_collate
+from ._distributed import (
+    check_process_group,
+    is_main_process,
+    rank_device,
+    shared_seed,
+)
+from ._loss import LossTask, TransferCriterion, task_loss
+from ._model import (
+    BranchedBody,
+    TaskHeads,
+    TransferModel,
+    first_branch,
+    load_linear_heads,
+    make_trainable,
+)
+from ._net import TransferNet, fit_net, make_net
+from ._peft import (
+    ADAPTERS,
+    adapter_parameters,
+    apply_adapter,
+    base_param_name,
+    bitfit_parameters,
+    import_peft,
+    lora_targets,
+    merge_adapter,
+    trainable_parameters,
+)
+from ._phases import fit_probe, head_features, train_all, train_head
+from ._plan import FitData, Plan, split_rows
+from ._probe import (
+    PROBE_ALPHAS,
+    PROBE_CS,
+    PROBE_CV,
+    PROBE_FALLBACK_C,
+    fit_linear_probe,
+    fit_task_probes,
+)
+from ._recipe import (
+    RECIPES,
+    OneCycle,
+    body_family,
+    budget_epochs,
+    layerwise_groups,
+    resolve_batchnorm,
+    resolve_lr,
+    steps_per_epoch,
+)
+from ._regularize import L2SP, interpolate_weights, weights_snapshot
+
+__all__ = [
+    "ADAPTATION_LOSSES",
+    "ADAPTERS",
+    "L2SP",
+    "PROBE_ALPHAS",
+    "PROBE_CS",
+    "PROBE_CV",
+    "PROBE_FALLBACK_C",
+    "RECIPES",
+    "AdaptationLoss",
+    "AdapterSpec",
+    "BranchedBody",
+    "CORALLoss",
+    "DANNLoss",
+    "FitData",
+    "GradReverse",
+    "LossTask",
+    "OneCycle",
+    "Plan",
+    "SourceDataset",
+    "TaskHeads",
+    "Trainable",
+    "TrainingDataset",
+    "TransferCriterion",
+    "TransferModel",
+    "TransferNet",
+    "adapter_parameters",
+    "apply_adapter",
+    "assemble",
+    "base_param_name",
+    "bitfit_parameters",
+    "body_family",
+    "budget_epochs",
+    "check_process_group",
+    "coral_loss",
+    "first_branch",
+    "fit_linear_probe",
+    "fit_net",
+    "fit_probe",
+    "fit_task_probes",
+    "frozen_names",
+    "fully_frozen_modules",
+    "head_features",
+    "identity_collate",
+    "import_peft",
+    "interpolate_weights",
+    "is_main_process",
+    "layerwise_groups",
+    "load_linear_heads",
+    "lora_targets",
+    "make_adaptation_loss",
+    "make_net",
+    "make_trainable",
+    "merge_adapter",
+    "rank_device",
+    "resolve_batchnorm",
+    "resolve_lr",
+    "shared_seed",
+    "split_rows",
+    "steps_per_epoch",
+    "task_loss",
+    "train_all",
+    "train_head",
+    "trainable_parameters",
+    "weights_snapshot",
+]
