@@ -131,3 +131,116 @@ def test_a_package_init_may_re_export_its_own_private_modules():
 
 def test_no_module_imports_a_private_name_or_module_of_another_package_folder():
     assert all_crossing_imports() == []
+
+
+def _module_names():
+    """{dotted name: source} of every module of the package."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        out[".".join(parts[:-1] if is_package else parts)] = (path.read_text(), is_package)
+    return out
+
+
+def imported_modules(source: str, importer: str, is_package: bool) -> list[tuple[str, list]]:
+    """(module, names) for each import statement: ``from m import a, b`` -> (m, [a, b])
+    (a name that is itself a module counts as that module), ``import m`` -> (m, [])."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            base = _absolute(node, importer, is_package)
+            names = []
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                if base.startswith("sktransfer") and _is_module(sub):
+                    found.append((sub, []))
+                else:
+                    names.append(alias.name)
+            found.append((base, names))
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+    return found
+
+
+def estimator_modules(modules) -> set[str]:
+    """The scikit-learn faces: modules that import ``sklearn.base``, or a class (a
+    capitalised name) from a face, as a base to build on."""
+    imports = {name: imported_modules(src, name, pkg) for name, (src, pkg) in modules.items()}
+    faces = {n for n, found in imports.items() if any(m == "sklearn.base" for m, _ in found)}
+    while True:
+        more = {
+            n
+            for n, found in imports.items()
+            if n not in faces
+            and not n.endswith("__init__")
+            and any(m in faces and any(x[:1].isupper() for x in names) for m, names in found)
+            and not _is_package(n)
+        }
+        if not more:
+            return faces
+        faces |= more
+
+
+def engine_violations(modules) -> list[str]:
+    """An engine module (``sktransfer.training``) importing ``sklearn.base`` or a face."""
+    faces = estimator_modules(modules)
+    found = []
+    for name, (source, is_package) in modules.items():
+        if not name.startswith("sktransfer.training"):
+            continue
+        for module, _ in imported_modules(source, name, is_package):
+            if module == "sklearn.base" or module in faces:
+                found.append(f"{name}: imports {module}")
+    return found
+
+
+def face_violations(modules) -> list[str]:
+    """A face importing a private name of another face (what two faces share is public
+    inside the package, or lives in the engine)."""
+    faces = estimator_modules(modules)
+    found = []
+    for name in sorted(faces):
+        source, is_package = modules[name]
+        for module, names in imported_modules(source, name, is_package):
+            if module in faces and module != name:
+                found += [f"{name}: {module}.{n}" for n in names if _private(n)]
+    return found
+
+
+def test_the_engine_rule_flags_a_face_or_sklearn_base_imported_by_the_engine():
+    modules = {
+        "sktransfer.finetune": ("from sklearn.base import ClassifierMixin\n", False),
+        "sktransfer.training._phases": (
+            "from ..finetune import FineTuneClassifier\nfrom sklearn.base import clone\n"
+            "from .._extract import extract\n",
+            False,
+        ),
+    }
+    assert engine_violations(modules) == [
+        "sktransfer.training._phases: imports sktransfer.finetune",
+        "sktransfer.training._phases: imports sklearn.base",
+    ]
+
+
+def test_the_face_rule_flags_a_private_name_taken_from_another_face():
+    modules = {
+        "sktransfer.finetune": ("from sklearn.base import BaseEstimator\n", False),
+        "sktransfer.multitask": (
+            "import sklearn.base\nfrom .finetune import _FineTune, FineTuneClassifier\n",
+            False,
+        ),
+    }
+    assert face_violations(modules) == ["sktransfer.multitask: sktransfer.finetune._FineTune"]
+
+
+def test_the_engine_imports_no_estimator_module_nor_sklearn_base():
+    modules = _module_names()
+    faces = {"sktransfer.finetune", "sktransfer.multitask", "sktransfer._finetune_base"}
+    assert faces <= estimator_modules(modules)
+    assert any(name.startswith("sktransfer.training.") for name in modules)
+    assert engine_violations(modules) == []
+
+
+def test_no_estimator_module_imports_a_private_name_of_another():
+    assert face_violations(_module_names()) == []
