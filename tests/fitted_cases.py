@@ -220,9 +220,7 @@ def outputs(est, X_new) -> dict[str, np.ndarray]:
         proba = est.predict_proba(X_new)
         out["proba"] = np.hstack(proba) if isinstance(proba, list) else proba
         out["predict"] = np.asarray(est.predict(X_new)).astype(np.float64)
-    out["train_loss"] = np.array(
-        [h["train_loss"] for h in est.history_], dtype=np.float64
-    )
+    out["train_loss"] = np.array([h["train_loss"] for h in est.history_], dtype=np.float64)
     out["resolved"] = np.array(
         [float(est.lr_), float(est.max_epochs_), float(est.n_trainable_params_)]
     )
