@@ -370,3 +370,69 @@ def test_a_list_of_numpy_images_of_different_sizes_reads_like_the_same_pil_image
     # A float image in [0, 1] among them is read as such, not divided by 255 again.
     mixed = [photos[0].astype(np.float32) / 255, *photos[1:]]
     np.testing.assert_allclose(features(mixed, **kw), as_pil, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- extreme shapes
+
+_STRIPS = r"""
+import resource, sys
+import numpy as np
+from PIL import Image
+from sktransfer import PretrainedFeatures
+
+root = sys.argv[1]
+rng = np.random.RandomState(0)
+Image.fromarray(rng.randint(0, 256, (40, 30, 3), dtype=np.uint8)).save(f"{root}/small.png")
+# A 1 x 100,000 strip at image_size=32 and a 4 x 40,000 one at the weights' 224 px.
+runs = []
+for shape, size in (((1, 100_000), 32), ((4, 40_000), None)):
+    path = f"{root}/strip_{shape[0]}.png"
+    Image.fromarray(rng.randint(0, 256, (*shape, 3), dtype=np.uint8)).save(path)
+    pf = PretrainedFeatures("efficientnet_lite0", image_size=size, cache=False)
+    pf.fit([f"{root}/small.png"]).transform([f"{root}/small.png"])  # warm: weights, kernels
+    runs.append((pf, path))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+# A guard, so that a regression fails here fast instead of exhausting the machine.
+vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, ((vm + 2 * 1024**2) * 1024, resource.RLIM_INFINITY))
+for pf, path in runs:
+    Z = pf.transform([path])
+    assert Z.shape == (1, 1280) and np.isfinite(Z).all()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) // 1024)
+"""
+
+
+def test_extreme_strips_are_extracted_in_bounded_memory(tmp_path):
+    """Resizing a 4 x 40,000 px strip's short side to 256 px first would make it 2.6
+    million px long: 7.8 GB as floats, for a 224 px crop. Only what the crop sees is
+    resized, so the peak memory grows by megabytes, not gigabytes."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _STRIPS, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    growth_mb = int(done.stdout.split()[-1])
+    assert growth_mb < 100, f"peak memory grew by {growth_mb} MB for one strip"
+
+
+@pytest.mark.parametrize(
+    "shape, resize, crop",
+    [((8, 400), 16, (14, 14)), ((400, 8), 16, (14, 14)), ((100, 5000), 10, (10, 10))],
+)
+def test_a_long_image_gets_torchvisions_resize_and_centre_crop(shape, resize, crop):
+    """Cropping before resizing is an economy, not another answer."""
+    from torchvision.transforms.v2 import functional as TF
+
+    x = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    expected = TF.center_crop(TF.resize(x, resize, antialias=True), list(crop))
+    got = ImagePreprocess(crop=crop, resize=resize, channels=None).resize_crop(x)
+    torch.testing.assert_close(got, expected)
+
+
+def test_an_extreme_image_without_a_crop_is_refused_naming_the_row():
+    X = np.zeros((2, 1, 20_000), np.uint8)  # resized to 64 x 1.28 million px
+    expected = r"X: an image of 1x20000 px would be resized to 64x1280000 px"
+    with pytest.raises(ValueError, match=expected):
+        as_images(X).load([0, 1], ImagePreprocess(resize=64, crop=None, channels=None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,11 +52,14 @@ class ImagePreprocess:
             channels=self.channels,
         )
 
-    def __call__(self, batch: torch.Tensor, *, resized: bool = False) -> torch.Tensor:
+    def __call__(
+        self, batch: torch.Tensor, *, resized: bool = False, where: str = "X"
+    ) -> torch.Tensor:
         """Float batch (B, C, H, W) in [0, 1], all one size -> model input.
 
         ``resized=True``: the images went through ``resize_crop`` already (one by one,
         being of different sizes); resizing them again would zoom them in once more.
+        ``where`` names the rows in errors (``"X row 3"``).
         """
         grey_to_rgb = self.channels == 3 and batch.shape[1] == 1
         if not grey_to_rgb and self.channels is not None and batch.shape[1] != self.channels:
@@ -63,7 +67,7 @@ class ImagePreprocess:
                 f"images have {batch.shape[1]} channels; this backbone expects {self.channels}."
             )
         if not resized:
-            batch = self.resize_crop(batch)
+            batch = self.resize_crop(batch, where=where)
         if grey_to_rgb:  # after resizing: one channel to resize, not three
             batch = batch.expand(-1, 3, -1, -1)
         if self.mean is not None:
@@ -72,16 +76,34 @@ class ImagePreprocess:
             batch = (batch - mean) / std
         return batch.contiguous()
 
-    def resize_crop(self, batch: torch.Tensor) -> torch.Tensor:
+    def resize_crop(self, batch: torch.Tensor, *, where: str = "X") -> torch.Tensor:
+        """Resize the shorter side to ``resize``, then centre-crop to ``crop``.
+
+        Only the part of the image that the crop keeps is resized: a 4 x 40,000 px strip
+        resized whole to a 256 px short side would be 2.6 million px long (7.8 GB as
+        floats) for a 224 px crop. Without a crop, the resized image is bounded instead.
+        """
         h, w = batch.shape[-2:]
+        crop_top = crop_left = None
         if self.resize is not None and min(h, w) != self.resize:
             scale = self.resize / min(h, w)
-            size = (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
+            size = [max(1, int(round(h * scale))), max(1, int(round(w * scale)))]
+            if self.crop is not None:
+                (y0, y1, size[0], crop_top), (x0, x1, size[1], crop_left) = (
+                    _crop_window(n, m, c) for n, m, c in zip((h, w), size, self.crop)
+                )
+                batch = batch[..., y0:y1, x0:x1]
+            elif size[0] * size[1] > _MAX_RESIZED_PIXELS:
+                raise ValueError(
+                    f"{where}: an image of {h}x{w} px would be resized to {size[0]}x{size[1]} "
+                    f"px (more than {_MAX_RESIZED_PIXELS / 1e6:.1f} million); crop it to a "
+                    "less extreme shape first, or set image_size to centre-crop it."
+                )
             mode = (
                 self.interpolation if self.interpolation in ("bilinear", "bicubic") else "nearest"
             )
             kw = {"antialias": True, "align_corners": False} if mode != "nearest" else {}
-            batch = F.interpolate(batch, size=size, mode=mode, **kw)
+            batch = F.interpolate(batch, size=tuple(size), mode=mode, **kw)
             if mode == "bicubic":
                 batch = batch.clamp_(0.0, 1.0)
         if self.crop is not None:
@@ -89,11 +111,45 @@ class ImagePreprocess:
             h, w = batch.shape[-2:]
             if h < ch or w < cw:
                 raise ValueError(
-                    f"image of {h}x{w} px is smaller than the {ch}x{cw} crop; set a resize."
+                    f"{where}: image of {h}x{w} px is smaller than the {ch}x{cw} crop; set a "
+                    "resize."
                 )
-            top, left = (h - ch) // 2, (w - cw) // 2
+            top = (h - ch) // 2 if crop_top is None else crop_top
+            left = (w - cw) // 2 if crop_left is None else crop_left
             batch = batch[..., top : top + ch, left : left + cw]
         return batch
+
+
+# A resized side longer than this many crops is cut to what the crop sees before resizing
+# (exactly, where the window can fall on the full resize's pixel grid; else from 16 crops
+# on, to within a fraction of a pixel); shorter ones are resized whole, as torchvision's
+# Resize + CenterCrop do.
+_PRECROP_FACTOR = 4
+_PRECROP_INEXACT_FACTOR = 16
+# Resized images without a crop larger than this are refused (800 MB as 3-channel floats).
+_MAX_RESIZED_PIXELS = 64 * 1024**2
+
+
+def _crop_window(n: int, m: int, c: int) -> tuple[int, int, int, int]:
+    """For an axis of ``n`` px resized to ``m`` and centre-cropped to ``c``: the input span
+    ``[a, b)`` to resize, its resized length, and the crop's offset in it."""
+    top = (m - c) // 2
+    if m <= _PRECROP_FACTOR * c:
+        return 0, n, m, top
+    # Input pixels an output pixel's (antialiased, bicubic) kernel reaches on each side.
+    reach = math.ceil(2 * max(1.0, n / m)) + 1
+    a = max(0, math.floor(top * n / m) - reach)
+    b = min(n, math.ceil((top + c) * n / m) + reach)
+    # Every `step` input px are a whole number of output px: a window of whole steps is
+    # resized at exactly the full image's scale and on its grid, so the crop is the same.
+    step = n // math.gcd(m, n)
+    if step <= b - a:
+        a, b = a // step * step, min(n, -(-b // step) * step)
+        return a, b, (b - a) * m // n, top - a * m // n
+    if m <= _PRECROP_INEXACT_FACTOR * c:
+        return 0, n, m, top
+    length = max(c, int(round((b - a) * m / n)))
+    return a, b, length, min(max(0, int(round(top - a * m / n))), length - c)
 
 
 _ROWS_PER_CHECK = 256  # rows per chunk when locating a bad row (bounds temporaries)
@@ -176,6 +232,7 @@ class ArrayImages(Source):
             else _channel_axis(X.shape, prefer_last=channels_last_hint, name=name)
         )
         _check_pixel_values(X, name=name)
+        self.name = name
         # Kept in the caller's layout: no whole-array copy; batches are transposed as loaded.
         self.X = X
         self.scale = 1.0 if np.issubdtype(X.dtype, np.floating) else 1.0 / 255.0
@@ -206,7 +263,7 @@ class ArrayImages(Source):
         return batch
 
     def load(self, indices, preprocess: ImagePreprocess) -> torch.Tensor:
-        return preprocess(self.raw(indices))
+        return preprocess(self.raw(indices), where=self.name)
 
 
 class _SeparateImages(Source):
@@ -221,6 +278,9 @@ class _SeparateImages(Source):
 
     def _decode(self, i: int):
         raise NotImplementedError
+
+    def _where(self, i: int) -> str:
+        return f"{self.name} row {i}"
 
     def _tensor(self, i: int) -> torch.Tensor:
         """Row ``i`` as a float (1, C, H, W) tensor in [0, 1]."""
@@ -238,7 +298,7 @@ class _SeparateImages(Source):
         # resized as a batch, mixed sizes one by one, and either way exactly once.
         mixed = len({t.shape for t in out}) > 1
         if mixed:
-            out = [preprocess.resize_crop(t) for t in out]
+            out = [preprocess.resize_crop(t, where=self._where(i)) for i, t in zip(rows, out)]
         for what, of in (
             ("channels", lambda t: t.shape[1]),
             ("sizes", lambda t: tuple(t.shape[-2:])),
@@ -255,7 +315,7 @@ class _SeparateImages(Source):
                     f"{self.name}: images of different {what} in one batch: row {rows[0]} has "
                     f"{first}, row {odd} has {of(out[rows.index(odd)])}; {fix}"
                 )
-        return preprocess(torch.cat(out), resized=mixed)
+        return preprocess(torch.cat(out), resized=mixed, where=self._where(rows[0]))
 
 
 def _to_rgb_or_grey(img):
@@ -332,6 +392,9 @@ class PathImages(_SeparateImages):
             st = os.stat(p)
             keys.append(_hash_bytes(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode()))
         return keys
+
+    def _where(self, i: int) -> str:
+        return f"{self.name} row {i} ({self.items[i]!r})"
 
     def _decode(self, i):
         from PIL import Image, UnidentifiedImageError
