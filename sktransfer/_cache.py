@@ -13,6 +13,8 @@ one lock against threads. On disk: a directory (``cache=True`` uses
 dir) that every process pointing at it shares — the loky workers of
 ``GridSearchCV(n_jobs=...)``, Dask workers, later sessions. Shards are written
 atomically (a temporary file, then a rename), so no reader sees half a file.
+Each shard carries a checksum of its keys and features: one changed since it was
+written, and any ``.npz`` that is not a shard of ours, is ignored with a warning.
 Before extracting, a process claims the rows it will compute (a claim file it
 holds locked); another process that needs the same rows meanwhile computes only
 the unclaimed ones and then waits for the claims, so each row is extracted once
@@ -24,6 +26,7 @@ shards are deleted.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -104,6 +107,7 @@ class FeatureCache:
         self._disk_seen: dict[tuple[str, str], set[str]] = {}
         self._disk_index: dict[tuple[str, str], dict[bytes, str]] = {}
         self._unusable: set[str] = set()
+        self._bad_shards: set[str] = set()  # warned about once per process
         self.hits = 0
         self.misses = 0
         self.max_bytes = max_bytes
@@ -142,6 +146,7 @@ class FeatureCache:
             self._disk_seen.clear()
             self._disk_index.clear()
             self._unusable.clear()
+            self._bad_shards.clear()
             self.hits = self.misses = 0
             if disk and os.path.isdir(self.directory):
                 for name in os.listdir(self.directory):
@@ -269,8 +274,9 @@ class FeatureCache:
         folder = os.path.join(directory, namespace)
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        key_rows, feats = _keys_array(keys), np.ascontiguousarray(feats, dtype=np.float32)
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, keys=_keys_array(keys), feats=np.asarray(feats, dtype=np.float32))
+            np.savez(fh, keys=key_rows, feats=feats, checksum=_checksum(key_rows, feats))
         path = os.path.join(folder, f"{uuid.uuid4().hex}.npz")
         os.replace(tmp, path)
         with self._lock:
@@ -291,8 +297,8 @@ class FeatureCache:
             for name in sorted(os.listdir(folder)):
                 if name.endswith(".npz") and name not in seen:
                     path = os.path.join(folder, name)
-                    z = _load(path, ("keys",))
-                    if z is None:  # pruned by another process since the listing
+                    z = self._load_shard(path, ("keys",))
+                    if z is None:  # pruned by another process since the listing, or not ours
                         continue
                     self._index_shard(where, path, [k.tobytes() for k in z["keys"]])
         index = self._disk_index.get(where, {})
@@ -302,18 +308,53 @@ class FeatureCache:
                 by_shard.setdefault(index[k], []).append(k)
         found = {}
         for path, wanted in by_shard.items():
-            z = _load(path, ("keys", "feats"))
-            if z is None:
+            z = self._load_shard(path, ("keys", "feats", "checksum"))
+            pos = {} if z is None else {k.tobytes(): i for i, k in enumerate(z["keys"])}
+            if z is None or any(k not in pos for k in wanted):
                 for k in wanted:  # forget the shard: these rows are misses now
                     index.pop(k, None)
                 continue
             with contextlib.suppress(OSError):
                 os.utime(path)  # recently used: pruned last
-            pos = {k.tobytes(): i for i, k in enumerate(z["keys"])}
             rows = z["feats"][[pos[k] for k in wanted]]
             self._remember(namespace, wanted, rows)
             found.update(zip(wanted, rows))
         return found
+
+    def _load_shard(self, path, names) -> dict | None:
+        """The arrays ``names`` of the shard at ``path``; None (a miss) when it is gone, or
+        when it is unreadable, not a shard, or fails its checksum (then with one warning)."""
+        if path in self._bad_shards:
+            return None
+        try:
+            z = _load(path, names)
+        except FileNotFoundError:  # pruned by another process since the listing
+            return None
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            z, problem = None, f"cannot be read ({exc})"
+        else:
+            problem = None
+            if set(names) - set(z):
+                missing = ", ".join(sorted(set(names) - set(z)))
+                problem = (
+                    "has no checksum (written by an older sktransfer)"
+                    if missing == "checksum"
+                    else f"is not a feature shard (it has no {missing} array)"
+                )
+            elif "checksum" in names and not np.array_equal(
+                z["checksum"], _checksum(z["keys"], z["feats"])
+            ):
+                problem = "was changed after it was written (its checksum does not match)"
+        if problem is None:
+            return z
+        self._bad_shards.add(path)
+        warnings.warn(
+            f"the feature cache file {path!r} {problem}; it is ignored and its rows are "
+            "extracted again. Delete it, or clear the cache (feature_cache.clear(disk=True)), "
+            "to silence this warning.",
+            stacklevel=2,
+        )
+        return None
 
     def _prune(self, directory, keep):
         """Delete the least recently used shards until ``directory`` holds at most
@@ -348,13 +389,21 @@ def _keys_array(keys) -> np.ndarray:
     return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), -1)
 
 
-def _load(path, names) -> dict | None:
-    """The arrays ``names`` of a shard, or None when it is gone or unreadable."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {n: z[n] for n in names}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
-        return None
+def _checksum(keys: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    h = hashlib.blake2b(digest_size=16)
+    for a in (keys, feats):
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).data)
+    return np.frombuffer(h.digest(), dtype=np.uint8)
+
+
+def _load(path, names) -> dict:
+    """Those of the arrays ``names`` that the ``.npz`` at ``path`` holds."""
+    z = np.load(path, allow_pickle=False)
+    if not isinstance(z, np.lib.npyio.NpzFile):  # a lone .npy array named .npz
+        return {}
+    with z:
+        return {n: z[n] for n in names if n in z.files}
 
 
 def _claim(folder, keys):

@@ -169,6 +169,27 @@ def test_a_changed_file_is_extracted_again(tmp_path, image_row_counter):
     assert not np.allclose(before, after)
 
 
+def test_a_file_rewritten_with_its_mtime_restored_is_extracted_again(tmp_path, image_row_counter):
+    """What cp -p, rsync -t and tar -x do: new pixels, same size in bytes, same mtime."""
+    import shutil
+
+    from PIL import Image
+
+    path, other = tmp_path / "a.bmp", tmp_path / "b.bmp"  # BMPs of one size: equal bytes
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(other)
+    pf = PretrainedFeatures(image_row_counter()).fit([str(path)])
+    before = pf.transform([str(path)])
+    st = os.stat(path)
+    shutil.copyfile(other, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    after = pf.transform([str(path)])
+    assert sum(image_row_counter.seen) == 2
+    np.testing.assert_allclose(after, PretrainedFeatures(TinyCNN()).fit_transform([str(other)]))
+    assert not np.allclose(before, after)
+
+
 def test_cross_val_score_with_two_processes_matches_one(table):
     X, y = table
     est = FeatureTransferClassifier(RowCounter(), head=LogisticRegression(C=0.5))
@@ -425,6 +446,38 @@ def _net_class(factor: str):
         namespace,
     )
     return namespace["Net"]
+
+
+def _shards():
+    return sorted(pathlib.Path(os.environ["SKTRANSFER_CACHE_DIR"]).glob("*/*.npz"))
+
+
+def test_a_shard_changed_after_it_was_written_is_ignored_with_a_warning(table, row_counter):
+    X = table[0]
+    first = PretrainedFeatures(row_counter()).fit_transform(X)
+    for shard in _shards():
+        with np.load(shard) as z:
+            arrays = {k: z[k] for k in z.files}
+        np.savez(shard, **{**arrays, "feats": np.zeros_like(arrays["feats"])})
+    feature_cache.clear()  # a new process, reading the disk cache
+    row_counter.seen.clear()
+    with pytest.warns(UserWarning, match="was changed after it was written"):
+        again = PretrainedFeatures(row_counter()).fit_transform(X)
+    assert sum(row_counter.seen) >= len(X)  # extracted again, not served the zeros
+    np.testing.assert_allclose(again, first, **FLOAT32)
+
+
+def test_a_stray_npz_in_a_cache_folder_is_ignored_with_a_warning(table, row_counter):
+    X = table[0]
+    first = PretrainedFeatures(row_counter()).fit_transform(X)
+    np.savez(_shards()[0].parent / "notes.npz", scores=np.arange(3))
+    feature_cache.clear()
+    row_counter.seen.clear()
+    with pytest.warns(UserWarning, match=r"notes.npz' is not a feature shard"):
+        again = PretrainedFeatures(row_counter()).fit_transform(X)
+    assert row_counter.seen == []  # the real shards still serve every row
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(PretrainedFeatures(row_counter()).fit_transform(X), first)
 
 
 def test_a_module_whose_forward_code_changed_is_not_served_old_features(table):

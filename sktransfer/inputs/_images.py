@@ -389,8 +389,11 @@ class PathImages(_SeparateImages):
     def _compute_keys(self, rows) -> list[bytes]:
         keys = []
         for p in self.items if rows is None else [self.items[i] for i in rows]:
+            # mtime alone misses a file rewritten with its mtime restored (cp -p, rsync -t,
+            # tar -x); the ctime cannot be set back and the inode changes on a replace.
             st = os.stat(p)
-            keys.append(_hash_bytes(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode()))
+            stamp = f"{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}|{st.st_dev}"
+            keys.append(_hash_bytes(f"{os.path.abspath(p)}|{stamp}".encode()))
         return keys
 
     def _where(self, i: int) -> str:
