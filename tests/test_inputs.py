@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TinyCNN
+from conftest import FLOAT32, TinyCNN
 from PIL import Image
 
 from sktransfer import PretrainedFeatures
@@ -436,3 +436,47 @@ def test_an_extreme_image_without_a_crop_is_refused_naming_the_row():
     expected = r"X: an image of 1x20000 px would be resized to 64x1280000 px"
     with pytest.raises(ValueError, match=expected):
         as_images(X).load([0, 1], ImagePreprocess(resize=64, crop=None, channels=None))
+
+
+# --------------------------------------------------------------------------- PIL modes, EXIF
+
+
+def grey_features(X):
+    return PretrainedFeatures(TinyCNN(in_channels=1), cache=False).fit_transform(X)
+
+
+def test_a_float_pil_image_is_read_as_is_like_a_float_array():
+    """Mode "F" pixels in [0, 1] are taken as they are: a picture and its half-bright copy
+    are two images (they were both divided by their own maximum)."""
+    rng = np.random.RandomState(0)
+    arr = rng.rand(6, 5).astype(np.float32)
+    bright, dim = Image.fromarray(arr), Image.fromarray(arr / 2)
+    pixels = as_images([bright, dim]).load([0, 1], NO_PREPROCESS)[:, 0].numpy()
+    np.testing.assert_allclose(pixels, [arr, arr / 2], rtol=1e-6)
+    np.testing.assert_allclose(
+        grey_features([bright, dim]), grey_features(np.stack([arr, arr / 2])), **FLOAT32
+    )
+
+
+def test_a_float_pil_image_above_1_names_the_row_and_the_fix():
+    imgs = [
+        Image.fromarray(np.zeros((4, 4), np.float32)),
+        Image.fromarray(np.full((4, 4), 7.0, np.float32)),
+    ]
+    expected = (
+        r"X row 1: a mode 'F' PIL image spans \[7.0, 7.0\]; float images must lie in \[0, 1\]"
+    )
+    with pytest.raises(ValueError, match=expected):
+        grey_features(imgs)
+
+
+def test_a_phone_photo_is_read_upright_as_its_exif_orientation_says(tmp_path):
+    upright = np.random.RandomState(0).randint(0, 256, (12, 8, 3), dtype=np.uint8)
+    sideways = np.rot90(upright, k=1)  # as the sensor stored it: 8 x 12
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "phone.png"
+    Image.fromarray(sideways).save(path, exif=exif)
+    pixels = as_images([str(path)]).load([0], NO_PREPROCESS)
+    assert tuple(pixels.shape) == (1, 3, 12, 8)
+    np.testing.assert_allclose(features([str(path)]), features(upright[None]), **FLOAT32)

@@ -284,7 +284,10 @@ class _SeparateImages(Source):
 
     def _tensor(self, i: int) -> torch.Tensor:
         """Row ``i`` as a float (1, C, H, W) tensor in [0, 1]."""
-        t = torch.from_numpy(np.array(self._decode(i))).float().div_(255.0)
+        arr = np.array(self._decode(i))
+        t = torch.from_numpy(arr).float()
+        if arr.dtype == np.uint8:  # float ("F") images are in [0, 1] already
+            t.div_(255.0)
         return t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
 
     def load(self, indices, preprocess: ImagePreprocess) -> torch.Tensor:
@@ -318,7 +321,8 @@ class _SeparateImages(Source):
         return preprocess(torch.cat(out), resized=mixed, where=self._where(rows[0]))
 
 
-def _to_rgb_or_grey(img):
+def _to_rgb_or_grey(img, *, where: str = "X"):
+    """``img`` as an "L", "RGB" or "F" (float, checked to lie in [0, 1]) PIL image."""
     # Palette, CMYK, 16-bit and alpha images become RGB or grey; alpha is discarded, as
     # torchvision.io.read_image(mode=RGB) does.
     if img.mode in ("L", "RGB"):
@@ -326,10 +330,32 @@ def _to_rgb_or_grey(img):
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         from PIL import Image
 
-        arr = np.asarray(img, dtype=np.float64)
-        # 16-bit images span 0..65535; 32-bit int and float ones have no fixed range.
-        hi = 65535.0 if img.mode.startswith("I;16") else (arr.max() or 1.0)
-        return Image.fromarray((np.clip(arr / hi, 0, 1) * 255).round().astype(np.uint8))
+        arr = np.asarray(img)
+        # 16-bit images span 0..65535 (a 16-bit PNG reads as "I" in some Pillow versions);
+        # other integer and float images follow the rules of numpy images, never scaled by
+        # their own maximum (that would make a picture and its half-bright copy one image).
+        if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "PNG"):
+            arr = np.clip(arr / 65535.0, 0, 1)
+        else:
+            is_float, lo, hi = img.mode == "F", arr.min(), arr.max()
+            limit = 1 if is_float else 255
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError(f"{where}: a mode 'F' PIL image contains NaN or infinity.")
+            if lo < 0 or hi > limit:
+                raise ValueError(
+                    f"{where}: a mode {img.mode!r} PIL image spans [{lo}, {hi}]; "
+                    f"{'float' if is_float else 'integer'} images must lie in [0, {limit}]. "
+                    + (
+                        "Scale it to [0, 1] yourself (dividing by a fixed maximum, the same "
+                        "for every image), or convert it to 8 bits."
+                        if is_float
+                        else "Convert it to 8 bits (mode 'L') or to floats in [0, 1] (mode 'F')."
+                    )
+                )
+            if is_float:
+                return img
+            arr = arr / 255.0
+        return Image.fromarray((arr * 255).round().astype(np.uint8))
     if img.mode in ("1", "LA", "La"):
         return img.convert("L")
     return img.convert("RGB")
@@ -345,7 +371,7 @@ class PILImages(_SeparateImages):
         return [_hash_bytes(f"{im.mode}{im.size}".encode(), im.tobytes()) for im in items]
 
     def _decode(self, i):
-        return _to_rgb_or_grey(self.items[i])
+        return _to_rgb_or_grey(self.items[i], where=self._where(i))
 
 
 class ArrayListImages(_SeparateImages):
@@ -400,13 +426,16 @@ class PathImages(_SeparateImages):
         return f"{self.name} row {i} ({self.items[i]!r})"
 
     def _decode(self, i):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         path = self.items[i]
         try:
             with Image.open(path) as img:
                 img.load()
-                return _to_rgb_or_grey(img)
+                # A phone photo stores its pixels as the sensor saw them and the way to
+                # hold it in its EXIF orientation tag: read it upright, as viewers show it.
+                upright = ImageOps.exif_transpose(img)
+                upright.format = img.format
         except Image.DecompressionBombError as exc:
             raise ValueError(
                 f"{self.name} row {i}: image file {path!r} is too large to decode safely: {exc} "
@@ -416,6 +445,7 @@ class PathImages(_SeparateImages):
             raise ValueError(
                 f"{self.name} row {i}: cannot read image file {path!r}: {exc}"
             ) from None
+        return _to_rgb_or_grey(upright, where=self._where(i))
 
 
 def _check_uniform_elements(items: Sequence, *, name: str) -> str:
