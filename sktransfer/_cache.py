@@ -112,7 +112,7 @@ class FeatureCache:
         self.misses = 0
         self.max_bytes = max_bytes
         if max_disk_bytes is None:
-            max_disk_bytes = int(os.environ.get(MAX_DISK_ENV, 10 * 1024**3))
+            max_disk_bytes = _disk_bytes_from_env()
         self.max_disk_bytes = max_disk_bytes
 
     @property
@@ -334,13 +334,14 @@ class FeatureCache:
             z, problem = None, f"cannot be read ({exc})"
         else:
             problem = None
+            if set(names) - set(z) == {"checksum"}:
+                # Written by an older sktransfer: a miss, rewritten with a checksum, and
+                # pruned first (never read again), without a warning per old shard.
+                self._bad_shards.add(path)
+                return None
             if set(names) - set(z):
                 missing = ", ".join(sorted(set(names) - set(z)))
-                problem = (
-                    "has no checksum (written by an older sktransfer)"
-                    if missing == "checksum"
-                    else f"is not a feature shard (it has no {missing} array)"
-                )
+                problem = f"is not a feature shard (it has no {missing} array)"
             elif "checksum" in names and not np.array_equal(
                 z["checksum"], _checksum(z["keys"], z["feats"])
             ):
@@ -382,6 +383,30 @@ class FeatureCache:
             with contextlib.suppress(OSError):
                 os.unlink(path)
                 total -= size
+
+
+_DEFAULT_MAX_DISK_BYTES = 10 * 1024**3
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*(?:([kmgt])(i?)b?|b)?\s*", re.IGNORECASE)
+
+
+def _disk_bytes_from_env() -> int:
+    """``$SKTRANSFER_CACHE_MAX_DISK_BYTES``: bytes, or a size such as ``10GB`` or ``10GiB``.
+    A value that is neither warns and keeps the default: a cache setting must not stop
+    ``import sktransfer``."""
+    text = os.environ.get(MAX_DISK_ENV)
+    if text is None or not text.strip():
+        return _DEFAULT_MAX_DISK_BYTES
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        warnings.warn(
+            f"{MAX_DISK_ENV}={text!r} is not a size; write a number of bytes or a size such "
+            "as 10GB or 10GiB. The disk cache keeps its default bound, 10 GiB.",
+            stacklevel=2,
+        )
+        return _DEFAULT_MAX_DISK_BYTES
+    number, unit, binary = m.groups()
+    power = 0 if not unit else "kmgt".index(unit.lower()) + 1
+    return int(float(number) * (1024 if binary else 1000) ** power)
 
 
 def _keys_array(keys) -> np.ndarray:

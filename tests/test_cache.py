@@ -503,3 +503,21 @@ def test_a_cache_directory_the_user_names_but_cannot_be_written_is_an_error_up_f
         with pytest.raises(ValueError, match="is not a writable directory"):
             PretrainedFeatures(row_counter(), cache=str(where)).fit_transform(table[0])
     assert row_counter.seen == []
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("10GB", 10**10), ("10GiB", 10 * 1024**3), ("123", 123)]
+)
+def test_the_disk_bound_reads_a_size_with_units_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("SKTRANSFER_CACHE_MAX_DISK_BYTES", value)
+    assert FeatureCache().max_disk_bytes == expected
+
+
+def test_an_unreadable_disk_bound_in_the_environment_warns_naming_it(monkeypatch):
+    """It is read when sktransfer is imported: a typo must not make the import fail."""
+    monkeypatch.setenv("SKTRANSFER_CACHE_MAX_DISK_BYTES", "ten gigs")
+    with pytest.warns(
+        UserWarning, match="SKTRANSFER_CACHE_MAX_DISK_BYTES='ten gigs' is not a size"
+    ):
+        cache = FeatureCache()
+    assert cache.max_disk_bytes == 10 * 1024**3

@@ -84,8 +84,48 @@ def as_source(estimator, modality: str, X, *, reset: bool) -> Source:
         return as_images(X)
     if modality == "text":
         return as_text(X, missing=getattr(estimator, "missing", "raise"))
-    X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
+    try:
+        X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
+    except ValueError as exc:
+        if "could not convert" not in str(exc):
+            raise
+        raise ValueError(_non_numeric_column(X, exc)) from None
     return TabularRows(X)
+
+
+def _non_numeric_column(X, exc) -> str:
+    """ "could not convert string to float: 'red'", said with the column and the fix."""
+    columns = getattr(X, "columns", None)
+    if columns is not None:  # a DataFrame: the first column that is not numeric
+        col = next(
+            (c for c in columns if not np.issubdtype(np.asarray(X[c]).dtype, np.number)), None
+        )
+        values = None if col is None else X[col]
+        where = f"column {col!r}"
+    else:
+        arr = np.asarray(X, dtype=object)
+        col = next((j for j in range(arr.shape[1]) if not _numeric(arr[:, j])), None)
+        values = None if col is None else arr[:, col]
+        where = f"column {col}"
+    if col is None:
+        return f"X: {exc}"
+    example = next((v for v in values if isinstance(v, str)), None)
+    name = col if isinstance(col, str) else "cat"
+    return (
+        f"X {where} holds strings"
+        + (f" (e.g. {example!r})" if example is not None else "")
+        + "; a tabular backbone takes numbers. Encode that column first, e.g. in a Pipeline "
+        f"before this estimator: ColumnTransformer([({name!r}, OneHotEncoder(), [{col!r}])], "
+        "remainder='passthrough')."
+    )
+
+
+def _numeric(values) -> bool:
+    try:
+        np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def looks_like_images(X) -> bool:
