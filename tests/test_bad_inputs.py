@@ -743,6 +743,23 @@ case(
 )
 
 
+case(
+    "uint8 masks of 0 and 1 (read as black)",
+    warns=UserWarning,
+    match=r"every pixel of these uint8 images is 0 or 1.*X \* 255",
+)(
+    (
+        lambda tmp: {"X": (images() > 127).astype(np.uint8), "module": TinyCNN()},
+        _fit_features,
+    )
+)
+case(
+    "images of shape (N, 3, 3, 3): channels first or last?",
+    warns=__import__("sktransfer").inputs.AmbiguousChannelsWarning,
+    match=r"read as \(N, H, W, C\), as numpy stores images.*torch.from_numpy\(X\)",
+)((lambda tmp: {"X": images(size=3)[:, :3], "module": TinyCNN()}, _fit_features))
+
+
 # =========================================================================== the runner
 
 

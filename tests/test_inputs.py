@@ -14,7 +14,7 @@ from conftest import FLOAT32, TinyCNN
 from PIL import Image
 
 from sktransfer import PretrainedFeatures
-from sktransfer.inputs import ImagePreprocess, as_images
+from sktransfer.inputs import AmbiguousChannelsWarning, ImagePreprocess, as_images
 
 NO_PREPROCESS = ImagePreprocess(channels=None)
 
@@ -144,7 +144,9 @@ def test_file_paths_decode_in_two_worker_processes_with_the_same_features(image_
 )
 def test_an_ambiguous_shape_follows_the_array_libraries_convention(make, shape):
     X = np.random.RandomState(0).rand(2, 3, 32, 3).astype(np.float32)
-    assert as_images(make(X)).load([0, 1], NO_PREPROCESS).shape == shape
+    with pytest.warns(AmbiguousChannelsWarning, match=r"could have their channels on axis 1 or"):
+        source = as_images(make(X))
+    assert source.load([0, 1], NO_PREPROCESS).shape == shape
 
 
 def test_uint8_pixels_are_scaled_to_0_1():

@@ -36,6 +36,7 @@ from ._domains import (
     unlabelled_mask,
 )
 from ._images import (
+    AmbiguousChannelsWarning,
     ArrayImages,
     ArrayListImages,
     ImagePreprocess,
@@ -48,6 +49,7 @@ from ._text import TextRows, as_text
 
 __all__ = [
     "UNLABELLED",
+    "AmbiguousChannelsWarning",
     "ArrayImages",
     "ArrayListImages",
     "Domains",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -160,6 +161,20 @@ def _channel_axis(shape: tuple, *, prefer_last: bool, name: str) -> int:
     first, last = shape[1] in (1, 3), shape[-1] in (1, 3)
     if first and last:
         # (N, 3, 32, 3) reads both ways: numpy/PIL/skimage store channels last, torch first.
+        last, first = "(N, H, W, C)", "(N, C, H, W)"
+        read, other, who = (last, first, "numpy") if prefer_last else (first, last, "torch")
+        warnings.warn(
+            f"images of shape {shape[1:]} could have their channels on axis 1 or axis 3; "
+            f"read as {read}, as {who} stores images, not {other}. "
+            "If that is wrong, pass "
+            + (
+                "torch.from_numpy(X): tensors are read channels first."
+                if prefer_last
+                else "X.numpy(): numpy arrays are read channels last."
+            ),
+            AmbiguousChannelsWarning,
+            stacklevel=4,
+        )
         return 3 if prefer_last else 1
     if last:
         return 3
@@ -169,6 +184,24 @@ def _channel_axis(shape: tuple, *, prefer_last: bool, name: str) -> int:
         f"{name} has shape {shape}: cannot find a channel axis of size 1 or 3. "
         "Images must be (N, H, W) grey, (N, H, W, C) or (N, C, H, W) with C in {1, 3}"
         + ("; drop the alpha channel with X[..., :3]." if shape[-1] == 4 else ".")
+    )
+
+
+class AmbiguousChannelsWarning(UserWarning):
+    """An image array whose channel axis could be axis 1 or the last one."""
+
+
+def _warn_if_binary(X: np.ndarray, *, name: str) -> None:
+    """uint8 images whose pixels are all 0 or 1 are masks (or labels), not pictures: read
+    as pixels of 0 and 1/255 they are black."""
+    if X.dtype != np.uint8 or X[:1].max() > 1 or X.max() > 1:  # most arrays: one row read
+        return
+    warnings.warn(
+        f"{name}: every pixel of these uint8 images is 0 or 1, read as black and almost "
+        "black (1/255). If they are masks, scale them: X * 255, or X.astype(np.float32) "
+        "(floats are taken in [0, 1]).",
+        UserWarning,
+        stacklevel=4,
     )
 
 
@@ -215,7 +248,14 @@ class ArrayImages(Source):
     axis could be either; numpy arrays default to channels last, torch tensors to first.
     """
 
-    def __init__(self, X: np.ndarray, *, name: str = "X", channels_last_hint: bool = True):
+    def __init__(
+        self,
+        X: np.ndarray,
+        *,
+        name: str = "X",
+        channels_last_hint: bool = True,
+        warn_binary: bool = True,
+    ):
         if X.ndim not in (3, 4):
             raise ValueError(
                 f"{name} has {X.ndim} dimensions (shape {X.shape}); image arrays must be "
@@ -232,6 +272,8 @@ class ArrayImages(Source):
             else _channel_axis(X.shape, prefer_last=channels_last_hint, name=name)
         )
         _check_pixel_values(X, name=name)
+        if warn_binary:
+            _warn_if_binary(X, name=name)
         self.name = name
         # Kept in the caller's layout: no whole-array copy; batches are transposed as loaded.
         self.X = X
@@ -387,7 +429,11 @@ class ArrayListImages(_SeparateImages):
                     f"{name} row {i} has shape {np.shape(a)}; each image must be (H, W) grey, "
                     "(H, W, C) or (C, H, W)."
                 )
-            self.items.append(ArrayImages(np.asarray(a)[None], name=f"{name} row {i}"))
+            self.items.append(
+                ArrayImages(np.asarray(a)[None], name=f"{name} row {i}", warn_binary=False)
+            )
+        if all(im.X.dtype == np.uint8 and im.X.max() <= 1 for im in self.items):
+            _warn_if_binary(np.zeros(1, np.uint8), name=name)
 
     def _compute_keys(self, rows) -> list[bytes]:
         rows = range(len(self.items)) if rows is None else rows
