@@ -30,6 +30,7 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -76,7 +77,12 @@ class FeatureCache:
         Settable later (``feature_cache.max_bytes = ...``).
     max_disk_bytes : int or None, default=None
         Bytes of shards kept in each cache directory; ``None`` reads
-        ``$SKTRANSFER_CACHE_MAX_DISK_BYTES``, else 10 GiB.
+        ``$SKTRANSFER_CACHE_MAX_DISK_BYTES`` (bytes, or a size such as ``10GB``), else
+        10 GiB.
+    claim_timeout : float, default=600
+        Seconds to wait for rows another process is extracting before extracting them
+        here (with a warning). A claim whose owner on this machine is suspended (Ctrl+Z)
+        is not waited for at all.
 
     Examples
     --------
@@ -99,7 +105,12 @@ class FeatureCache:
     0
     """
 
-    def __init__(self, max_bytes: int = 2 * 1024**3, max_disk_bytes: int | None = None):
+    def __init__(
+        self,
+        max_bytes: int = 2 * 1024**3,
+        max_disk_bytes: int | None = None,
+        claim_timeout: float = 600.0,
+    ):
         self._rows: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.RLock()
@@ -114,6 +125,7 @@ class FeatureCache:
         if max_disk_bytes is None:
             max_disk_bytes = _disk_bytes_from_env()
         self.max_disk_bytes = max_disk_bytes
+        self.claim_timeout = claim_timeout
 
     @property
     def max_bytes(self) -> int:
@@ -242,8 +254,16 @@ class FeatureCache:
         finally:
             _release(claim)
         if theirs:
+            deadline = time.monotonic() + self.claim_timeout
             for path in theirs:
-                _wait(path)
+                problem = _wait(path, deadline)
+                if problem is not None:
+                    warnings.warn(
+                        f"another process has claimed some of these rows ({path}) but {problem}"
+                        "; this process extracts them itself. (feature_cache.claim_timeout "
+                        "sets how long to wait.)",
+                        stacklevel=4,
+                    )
             rest = [k for k in keys if k not in out]
             with self._lock:
                 out.update(self._lookup(namespace, rest, directory))
@@ -459,7 +479,8 @@ def _claim(folder, keys):
         theirs = sorted({taken[k] for k in keys if k in taken})
         claim = None
         if mine:
-            path = os.path.join(folder, f"{uuid.uuid4().hex}.claim")
+            # Named by its owner, so that a waiter can tell a suspended owner on this host.
+            path = os.path.join(folder, f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex}.claim")
             claim = open(path, "w+b")  # noqa: SIM115
             fcntl.flock(claim, fcntl.LOCK_EX)
             np.save(claim, _keys_array(mine))
@@ -474,14 +495,45 @@ def _release(claim) -> None:
         claim.close()  # closing drops the lock: waiters wake up
 
 
-def _wait(path) -> None:
-    """Block until the process holding the claim at ``path`` releases it."""
+_HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def _wait(path, deadline: float) -> str | None:
+    """Wait until the process holding the claim at ``path`` releases it, or ``deadline``
+    (``time.monotonic()``) passes; None when released, else what went wrong."""
     try:
         fh = open(path, "rb")  # noqa: SIM115
     except OSError:  # already released
-        return
+        return None
+    pause = 0.01
     with fh:
-        fcntl.flock(fh, fcntl.LOCK_SH)
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return None
+            except BlockingIOError:
+                pass
+            if _owner_is_stopped(os.path.basename(path)):
+                return "that process is suspended (stopped, as by Ctrl+Z)"
+            if time.monotonic() >= deadline:
+                return "has not finished them in time"
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 1.0)
+
+
+def _owner_is_stopped(name: str) -> bool:
+    """Whether the claim ``<host>-<pid>-<id>.claim`` belongs to a process on this host
+    that is stopped (state T in /proc/<pid>/stat); False when that cannot be told."""
+    host, _, rest = name.partition("-")
+    pid = rest.partition("-")[0]
+    if host != _HOST or not pid.isdigit():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("T", "t")
 
 
 feature_cache = FeatureCache()

@@ -7,6 +7,7 @@ import os
 import pathlib
 import pickle
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
+import sktransfer._cache as _cache_module
 import sktransfer.backbones as backbones
 import sktransfer.backbones._registry as registry
 from sktransfer import (
@@ -416,6 +418,75 @@ def test_a_claim_left_by_a_dead_worker_is_taken_over(tmp_path):
     got = FeatureCache().fill("ns", keys, lambda w: np.ones((len(w), 2), np.float32), str(tmp_path))
     assert sorted(got) == keys
     assert not (folder / "dead.claim").exists()
+
+
+_HOLD_A_CLAIM = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("cache", sys.argv[2])  # numpy only, no torch
+cache = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cache)
+_claim = cache._claim
+keys = [bytes([i]) * 16 for i in range(4)]
+mine, theirs, claim = _claim(sys.argv[1], keys)
+print(len(mine), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def claim_holder(tmp_path):
+    """A process that has claimed 4 rows of namespace "ns" and never finishes them."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_CLAIM, str(tmp_path / "ns"), _cache_module.__file__],
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout.readline().strip() == b"4"
+    yield child
+    child.kill()
+    child.wait()
+
+
+def _fill_in_a_thread(cache, keys, directory):
+    """``cache.fill`` in a thread, joined with a bound: a wait without end fails the test
+    instead of hanging it."""
+    out, caught = {}, []
+
+    def run():
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            out.update(
+                cache.fill("ns", keys, lambda k: np.ones((len(k), 2), np.float32), directory)
+            )
+        caught.extend(w)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "still waiting for the claim after 60 s"
+    return out, [str(w.message) for w in caught]
+
+
+def test_a_claim_whose_owner_is_suspended_is_not_waited_for(tmp_path, claim_holder):
+    import signal
+
+    os.kill(claim_holder.pid, signal.SIGSTOP)  # what Ctrl+Z does
+    try:
+        keys = [bytes([i]) * 16 for i in range(4)]
+        got, messages = _fill_in_a_thread(FeatureCache(), keys, str(tmp_path))
+    finally:
+        os.kill(claim_holder.pid, signal.SIGCONT)
+    assert sorted(got) == keys
+    assert any("that process is suspended" in m for m in messages), messages
+
+
+def test_a_claim_not_finished_within_claim_timeout_is_extracted_here(tmp_path, claim_holder):
+    keys = [bytes([i]) * 16 for i in range(4)]
+    got, messages = _fill_in_a_thread(FeatureCache(claim_timeout=0.5), keys, str(tmp_path))
+    assert sorted(got) == keys
+    assert any("has not finished them in time" in m for m in messages), messages
 
 
 def test_the_disk_cache_stays_within_max_disk_bytes(tmp_path):

@@ -434,7 +434,7 @@ def test_a_long_image_gets_torchvisions_resize_and_centre_crop(shape, resize, cr
 
 
 def test_an_extreme_image_without_a_crop_is_refused_naming_the_row():
-    X = np.zeros((2, 1, 20_000), np.uint8)  # resized to 64 x 1.28 million px
+    X = np.full((2, 1, 20_000), 128, np.uint8)  # resized to 64 x 1.28 million px
     expected = r"X: an image of 1x20000 px would be resized to 64x1280000 px"
     with pytest.raises(ValueError, match=expected):
         as_images(X).load([0, 1], ImagePreprocess(resize=64, crop=None, channels=None))
