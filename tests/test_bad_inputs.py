@@ -760,6 +760,11 @@ case(
 )((lambda tmp: {"X": images(size=3)[:, :3], "module": TinyCNN()}, _fit_features))
 
 
+case(
+    "image_size=True (a 1 px image)", match=r"image_size=True is a boolean; pass a number of pixels"
+)((_tiny_images, lambda inp: _fit_features(inp, image_size=True)))
+
+
 # =========================================================================== the runner
 
 
