@@ -462,9 +462,10 @@ class PathImages(_SeparateImages):
         keys = []
         for p in self.items if rows is None else [self.items[i] for i in rows]:
             # mtime alone misses a file rewritten with its mtime restored (cp -p, rsync -t,
-            # tar -x); the ctime cannot be set back and the inode changes on a replace.
+            # tar -x); the ctime cannot be set back and the inode changes on a replace. Not
+            # st_dev: machines mounting one NFS share number it differently, and share keys.
             st = os.stat(p)
-            stamp = f"{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}|{st.st_dev}"
+            stamp = f"{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
             keys.append(_hash_bytes(f"{os.path.abspath(p)}|{stamp}".encode()))
         return keys
 
