@@ -88,29 +88,34 @@ def as_source(estimator, modality: str, X, *, reset: bool) -> Source:
         return as_text(X, missing=getattr(estimator, "missing", "raise"))
     try:
         X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
-    except ValueError as exc:
-        if "could not convert" not in str(exc):
+    except ValueError:
+        message = _non_numeric_column(X)
+        if message is None:
             raise
-        raise ValueError(_non_numeric_column(X, exc)) from None
+        raise ValueError(message) from None
     return TabularRows(X)
 
 
-def _non_numeric_column(X, exc) -> str:
-    """ "could not convert string to float: 'red'", said with the column and the fix."""
+def _non_numeric_column(X) -> str | None:
+    """What "could not convert string to float: 'red'" means, with the column and the
+    fix; None when every column is numeric (the error was about something else)."""
     columns = getattr(X, "columns", None)
     if columns is not None:  # a DataFrame: the first column that is not numeric
-        col = next(
-            (c for c in columns if not np.issubdtype(np.asarray(X[c]).dtype, np.number)), None
-        )
+        col = next((c for c in columns if not _numeric(X[c])), None)
         values = None if col is None else X[col]
         where = f"column {col!r}"
     else:
-        arr = np.asarray(X, dtype=object)
+        try:
+            arr = np.asarray(X, dtype=object)
+        except (TypeError, ValueError):
+            return None
+        if arr.ndim != 2:
+            return None
         col = next((j for j in range(arr.shape[1]) if not _numeric(arr[:, j])), None)
         values = None if col is None else arr[:, col]
         where = f"column {col}"
     if col is None:
-        return f"X: {exc}"
+        return None
     example = next((v for v in values if isinstance(v, str)), None)
     name = col if isinstance(col, str) else "cat"
     return (
