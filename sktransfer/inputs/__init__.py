@@ -128,10 +128,12 @@ def _non_numeric_column(X) -> str | None:
 
 
 def _numeric(values) -> bool:
+    """False for a column of strings that do not read as numbers (complex numbers and
+    other non-floats are sklearn's to explain)."""
     try:
         np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        return False
+        return not any(isinstance(v, (str, bytes)) for v in values)
     return True
 
 
