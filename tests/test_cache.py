@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pathlib
 import pickle
+import sys
 import threading
 import warnings
 
@@ -437,7 +438,6 @@ time.sleep(120)
 def claim_holder(tmp_path):
     """A process that has claimed 4 rows of namespace "ns" and never finishes them."""
     import subprocess
-    import sys
 
     child = subprocess.Popen(
         [sys.executable, "-c", _HOLD_A_CLAIM, str(tmp_path / "ns"), _cache_module.__file__],
@@ -469,6 +469,7 @@ def _fill_in_a_thread(cache, keys, directory):
     return out, [str(w.message) for w in caught]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/stat")
 def test_a_claim_whose_owner_is_suspended_is_not_waited_for(tmp_path, claim_holder):
     import signal
 
