@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from numbers import Integral
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _clone_parametrized
 from sklearn.utils import check_random_state
@@ -67,6 +68,20 @@ def check_backbone_params(estimator) -> None:
     load: the backbone spec, the shape of ``image_size``, a writable ``cache`` folder."""
     check_spec(estimator.backbone)
     size = estimator.image_size
+    # bool is an Integral to Python and to sklearn's constraints: image_size=True would be
+    # a 1 px image.
+    for name in ("image_size", "batch_size", "num_workers", "max_length"):
+        value = getattr(estimator, name, None)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, (bool, np.bool_)) for v in values):
+            raise ValueError(
+                f"{name}={value!r} is a boolean; pass a number"
+                + (
+                    " of pixels (e.g. image_size=224), or None for the weights' own size."
+                    if name == "image_size"
+                    else "."
+                )
+            )
     if isinstance(size, (tuple, list)) and not (
         len(size) == 2 and all(isinstance(v, Integral) and v >= 1 for v in size)
     ):

@@ -13,6 +13,8 @@ one lock against threads. On disk: a directory (``cache=True`` uses
 dir) that every process pointing at it shares — the loky workers of
 ``GridSearchCV(n_jobs=...)``, Dask workers, later sessions. Shards are written
 atomically (a temporary file, then a rename), so no reader sees half a file.
+Each shard carries a checksum of its keys and features: one changed since it was
+written, and any ``.npz`` that is not a shard of ours, is ignored with a warning.
 Before extracting, a process claims the rows it will compute (a claim file it
 holds locked); another process that needs the same rows meanwhile computes only
 the unclaimed ones and then waits for the claims, so each row is extracted once
@@ -24,9 +26,11 @@ shards are deleted.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -73,7 +77,12 @@ class FeatureCache:
         Settable later (``feature_cache.max_bytes = ...``).
     max_disk_bytes : int or None, default=None
         Bytes of shards kept in each cache directory; ``None`` reads
-        ``$SKTRANSFER_CACHE_MAX_DISK_BYTES``, else 10 GiB.
+        ``$SKTRANSFER_CACHE_MAX_DISK_BYTES`` (bytes, or a size such as ``10GB``), else
+        10 GiB.
+    claim_timeout : float, default=600
+        Seconds to wait for rows another process is extracting before extracting them
+        here (with a warning). A claim whose owner on this machine is suspended (Ctrl+Z)
+        is not waited for at all.
 
     Examples
     --------
@@ -96,7 +105,12 @@ class FeatureCache:
     0
     """
 
-    def __init__(self, max_bytes: int = 2 * 1024**3, max_disk_bytes: int | None = None):
+    def __init__(
+        self,
+        max_bytes: int = 2 * 1024**3,
+        max_disk_bytes: int | None = None,
+        claim_timeout: float = 600.0,
+    ):
         self._rows: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.RLock()
@@ -104,12 +118,14 @@ class FeatureCache:
         self._disk_seen: dict[tuple[str, str], set[str]] = {}
         self._disk_index: dict[tuple[str, str], dict[bytes, str]] = {}
         self._unusable: set[str] = set()
+        self._bad_shards: set[str] = set()  # warned about once per process
         self.hits = 0
         self.misses = 0
         self.max_bytes = max_bytes
         if max_disk_bytes is None:
-            max_disk_bytes = int(os.environ.get(MAX_DISK_ENV, 10 * 1024**3))
+            max_disk_bytes = _disk_bytes_from_env()
         self.max_disk_bytes = max_disk_bytes
+        self.claim_timeout = claim_timeout
 
     @property
     def max_bytes(self) -> int:
@@ -142,6 +158,7 @@ class FeatureCache:
             self._disk_seen.clear()
             self._disk_index.clear()
             self._unusable.clear()
+            self._bad_shards.clear()
             self.hits = self.misses = 0
             if disk and os.path.isdir(self.directory):
                 for name in os.listdir(self.directory):
@@ -237,8 +254,16 @@ class FeatureCache:
         finally:
             _release(claim)
         if theirs:
+            deadline = time.monotonic() + self.claim_timeout
             for path in theirs:
-                _wait(path)
+                problem = _wait(path, deadline)
+                if problem is not None:
+                    warnings.warn(
+                        f"another process has claimed some of these rows ({path}) but {problem}"
+                        "; this process extracts them itself. (feature_cache.claim_timeout "
+                        "sets how long to wait.)",
+                        stacklevel=4,
+                    )
             rest = [k for k in keys if k not in out]
             with self._lock:
                 out.update(self._lookup(namespace, rest, directory))
@@ -269,8 +294,9 @@ class FeatureCache:
         folder = os.path.join(directory, namespace)
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        key_rows, feats = _keys_array(keys), np.ascontiguousarray(feats, dtype=np.float32)
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, keys=_keys_array(keys), feats=np.asarray(feats, dtype=np.float32))
+            np.savez(fh, keys=key_rows, feats=feats, checksum=_checksum(key_rows, feats))
         path = os.path.join(folder, f"{uuid.uuid4().hex}.npz")
         os.replace(tmp, path)
         with self._lock:
@@ -291,8 +317,8 @@ class FeatureCache:
             for name in sorted(os.listdir(folder)):
                 if name.endswith(".npz") and name not in seen:
                     path = os.path.join(folder, name)
-                    z = _load(path, ("keys",))
-                    if z is None:  # pruned by another process since the listing
+                    z = self._load_shard(path, ("keys",))
+                    if z is None:  # pruned by another process since the listing, or not ours
                         continue
                     self._index_shard(where, path, [k.tobytes() for k in z["keys"]])
         index = self._disk_index.get(where, {})
@@ -302,18 +328,54 @@ class FeatureCache:
                 by_shard.setdefault(index[k], []).append(k)
         found = {}
         for path, wanted in by_shard.items():
-            z = _load(path, ("keys", "feats"))
-            if z is None:
+            z = self._load_shard(path, ("keys", "feats", "checksum"))
+            pos = {} if z is None else {k.tobytes(): i for i, k in enumerate(z["keys"])}
+            if z is None or any(k not in pos for k in wanted):
                 for k in wanted:  # forget the shard: these rows are misses now
                     index.pop(k, None)
                 continue
             with contextlib.suppress(OSError):
                 os.utime(path)  # recently used: pruned last
-            pos = {k.tobytes(): i for i, k in enumerate(z["keys"])}
             rows = z["feats"][[pos[k] for k in wanted]]
             self._remember(namespace, wanted, rows)
             found.update(zip(wanted, rows))
         return found
+
+    def _load_shard(self, path, names) -> dict | None:
+        """The arrays ``names`` of the shard at ``path``; None (a miss) when it is gone, or
+        when it is unreadable, not a shard, or fails its checksum (then with one warning)."""
+        if path in self._bad_shards:
+            return None
+        try:
+            z = _load(path, names)
+        except FileNotFoundError:  # pruned by another process since the listing
+            return None
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            z, problem = None, f"cannot be read ({exc})"
+        else:
+            problem = None
+            if set(names) - set(z) == {"checksum"}:
+                # Written by an older sktransfer: a miss, rewritten with a checksum, and
+                # pruned first (never read again), without a warning per old shard.
+                self._bad_shards.add(path)
+                return None
+            if set(names) - set(z):
+                missing = ", ".join(sorted(set(names) - set(z)))
+                problem = f"is not a feature shard (it has no {missing} array)"
+            elif "checksum" in names and not np.array_equal(
+                z["checksum"], _checksum(z["keys"], z["feats"])
+            ):
+                problem = "was changed after it was written (its checksum does not match)"
+        if problem is None:
+            return z
+        self._bad_shards.add(path)
+        warnings.warn(
+            f"the feature cache file {path!r} {problem}; it is ignored and its rows are "
+            "extracted again. Delete it, or clear the cache (feature_cache.clear(disk=True)), "
+            "to silence this warning.",
+            stacklevel=2,
+        )
+        return None
 
     def _prune(self, directory, keep):
         """Delete the least recently used shards until ``directory`` holds at most
@@ -343,18 +405,50 @@ class FeatureCache:
                 total -= size
 
 
+_DEFAULT_MAX_DISK_BYTES = 10 * 1024**3
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*(?:([kmgt])(i?)b?|b)?\s*", re.IGNORECASE)
+
+
+def _disk_bytes_from_env() -> int:
+    """``$SKTRANSFER_CACHE_MAX_DISK_BYTES``: bytes, or a size such as ``10GB`` or ``10GiB``.
+    A value that is neither warns and keeps the default: a cache setting must not stop
+    ``import sktransfer``."""
+    text = os.environ.get(MAX_DISK_ENV)
+    if text is None or not text.strip():
+        return _DEFAULT_MAX_DISK_BYTES
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        warnings.warn(
+            f"{MAX_DISK_ENV}={text!r} is not a size; write a number of bytes or a size such "
+            "as 10GB or 10GiB. The disk cache keeps its default bound, 10 GiB.",
+            stacklevel=2,
+        )
+        return _DEFAULT_MAX_DISK_BYTES
+    number, unit, binary = m.groups()
+    power = 0 if not unit else "kmgt".index(unit.lower()) + 1
+    return int(float(number) * (1024 if binary else 1000) ** power)
+
+
 def _keys_array(keys) -> np.ndarray:
     # uint8 rows, not an "S16" array: numpy strips trailing NUL bytes from those.
     return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), -1)
 
 
-def _load(path, names) -> dict | None:
-    """The arrays ``names`` of a shard, or None when it is gone or unreadable."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {n: z[n] for n in names}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
-        return None
+def _checksum(keys: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    h = hashlib.blake2b(digest_size=16)
+    for a in (keys, feats):
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).data)
+    return np.frombuffer(h.digest(), dtype=np.uint8)
+
+
+def _load(path, names) -> dict:
+    """Those of the arrays ``names`` that the ``.npz`` at ``path`` holds."""
+    z = np.load(path, allow_pickle=False)
+    if not isinstance(z, np.lib.npyio.NpzFile):  # a lone .npy array named .npz
+        return {}
+    with z:
+        return {n: z[n] for n in names if n in z.files}
 
 
 def _claim(folder, keys):
@@ -385,7 +479,8 @@ def _claim(folder, keys):
         theirs = sorted({taken[k] for k in keys if k in taken})
         claim = None
         if mine:
-            path = os.path.join(folder, f"{uuid.uuid4().hex}.claim")
+            # Named by its owner, so that a waiter can tell a suspended owner on this host.
+            path = os.path.join(folder, f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex}.claim")
             claim = open(path, "w+b")  # noqa: SIM115
             fcntl.flock(claim, fcntl.LOCK_EX)
             np.save(claim, _keys_array(mine))
@@ -400,14 +495,45 @@ def _release(claim) -> None:
         claim.close()  # closing drops the lock: waiters wake up
 
 
-def _wait(path) -> None:
-    """Block until the process holding the claim at ``path`` releases it."""
+_HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def _wait(path, deadline: float) -> str | None:
+    """Wait until the process holding the claim at ``path`` releases it, or ``deadline``
+    (``time.monotonic()``) passes; None when released, else what went wrong."""
     try:
         fh = open(path, "rb")  # noqa: SIM115
     except OSError:  # already released
-        return
+        return None
+    pause = 0.01
     with fh:
-        fcntl.flock(fh, fcntl.LOCK_SH)
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return None
+            except BlockingIOError:
+                pass
+            if _owner_is_stopped(os.path.basename(path)):
+                return "that process is suspended (stopped, as by Ctrl+Z)"
+            if time.monotonic() >= deadline:
+                return "has not finished them in time"
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 1.0)
+
+
+def _owner_is_stopped(name: str) -> bool:
+    """Whether the claim ``<host>-<pid>-<id>.claim`` belongs to a process on this host
+    that is stopped (state T in /proc/<pid>/stat); False when that cannot be told."""
+    host, _, rest = name.partition("-")
+    pid = rest.partition("-")[0]
+    if host != _HOST or not pid.isdigit():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("T", "t")
 
 
 feature_cache = FeatureCache()

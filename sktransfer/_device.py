@@ -15,7 +15,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto" or device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -28,7 +28,29 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(
             f"device={device!r} but CUDA is not available on this machine; use device='auto'."
         )
+    if dev.type == "mps" and not _mps_available():
+        raise ValueError(
+            f"device={device!r} but Apple's MPS is not available on this machine (it needs "
+            "a Mac with Apple silicon and a torch built for it); use device='auto'."
+        )
+    if dev.type == "meta":
+        raise ValueError(
+            f"device={device!r} holds shapes, not numbers: nothing can be computed on it. Use "
+            "device='auto', 'cpu' or 'cuda'."
+        )
+    if dev.type not in ("cpu", "cuda", "mps"):
+        backend = getattr(torch, dev.type, None)  # torch.xpu, torch.mtia, ...
+        if not getattr(backend, "is_available", lambda: False)():
+            raise ValueError(
+                f"device={device!r} is not available on this machine; use device='auto', "
+                "'cpu' or 'cuda'."
+            )
     return dev
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:

@@ -109,6 +109,9 @@ def forward_rows(
             with torch.inference_mode(), autocast(device, dtype):
                 z = _call(module, x, backbone.name)
             z = z.float().cpu().numpy()
+            if not np.isfinite(z).all():
+                bad = int(rows[done + np.argmax(~np.isfinite(z).all(axis=1))])
+                raise ValueError(_non_finite_message(backbone, bad, dtype))
             if done == 0 and out.shape != (len(rows), z.shape[1]):
                 out = np.empty((len(rows), z.shape[1]), dtype=np.float32)
             out[done : done + len(z)] = z
@@ -122,6 +125,24 @@ def forward_rows(
         restored[order] = out
         out = restored
     return out
+
+
+def _non_finite_message(backbone: Backbone, row: int, dtype) -> str:
+    # The inputs were checked (no NaN or infinity passes validation): the network made them.
+    weights = [n for n, p in backbone.module.named_parameters() if not torch.isfinite(p).all()]
+    why = (
+        f"its parameters hold NaN or infinity ({', '.join(weights[:3])}"
+        + (", ..." if len(weights) > 3 else "")
+        + "): was it trained with a learning rate that diverged?"
+        if weights
+        else "the input is finite, so its forward computes them (a division by zero, a log "
+        "of 0, an overflow)"
+    )
+    if dtype is not None:
+        why += f"; it ran in {str(dtype).removeprefix('torch.')}: try precision='32'"
+    return (
+        f"backbone {backbone.name!r} returned NaN or infinity as the features of row {row}: {why}."
+    )
 
 
 def _call(module, x, name):

@@ -12,6 +12,12 @@ from torch import nn
 from sktransfer import feature_cache
 from sktransfer.features import _templates
 
+# Two code paths that compute the same float32 features (cached and uncached, batched
+# differently, another process) may sum in another order: BLAS and oneDNN pick kernels by
+# CPU, thread count, batch size and alignment. A few ulps apart is equal; exact equality
+# is only for values that went through the same path (a cache hit, a pickled copy).
+FLOAT32 = {"rtol": 1e-5, "atol": 1e-6}
+
 
 @pytest.fixture(autouse=True)
 def clean_feature_cache(tmp_path_factory, monkeypatch):

@@ -673,6 +673,98 @@ case(
 )((_with(sample_domain=lambda i: np.zeros(40, dtype=int)), _adapt(_coral)))
 
 
+# =========================================================================== found by an
+# independent catalogue (issue 23; helper: reliability)
+
+
+class NaNNet(nn.Module):
+    """A backbone whose forward makes NaN from finite input (a log of 0, 0/0)."""
+
+    def forward(self, x):
+        return torch.log(x * 0.0) * 0.0
+
+
+case(
+    "a lone surrogate in a text", match=r"X row 1 holds '\\ud800' at position 4, a lone surrogate"
+)((lambda tmp: {"X": ["fine", "bad \ud800 text"]}, _fit_text))
+case(
+    "a string column in a table",
+    match=r"X column 'colour' holds strings \(e.g. 'red'\).*ColumnTransformer\(\[\('colour', "
+    r"OneHotEncoder\(\), \['colour'\]\)\]",
+)(
+    (
+        lambda tmp: {
+            "X": pd.DataFrame({"size": [1.0, 2.0, 3.0], "colour": ["red", "blue", "red"]})
+        },
+        lambda inp: features(lazy_mlp()).fit(inp["X"]),
+    )
+)
+case(
+    "device='mps' on a machine without MPS",
+    match="device='mps' but Apple's MPS is not available",
+    marks=(pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS"),),
+)((_tiny_images, lambda inp: _fit_features(inp, device="mps")))
+case("device='meta'", match="device='meta' holds shapes, not numbers")(
+    (_tiny_images, lambda inp: _fit_features(inp, device="meta"))
+)
+case(
+    "a state_dict as backbone (said in a few lines, not 11,000 characters)",
+    error=TypeError,
+    match=r"(?s)\Abackbone is a state_dict \(OrderedDict of 7 tensors: 'conv.weight', .{0,300}\Z",
+)((_tiny_images, lambda inp: features(inp["module"].state_dict()).fit(inp["X"])))
+case(
+    "a fitted Pipeline as backbone (it is fitted)",
+    error=TypeError,
+    match=r"backbone=Pipeline\(...\) is a fitted estimator with no torch network.*head=",
+)(
+    (
+        lambda tmp: {"X": table()[0], "y": table()[1]},
+        lambda inp: features(
+            __import__("sklearn.pipeline")
+            .pipeline.make_pipeline(
+                __import__("sklearn.preprocessing").preprocessing.StandardScaler(),
+                __import__("sklearn.linear_model").linear_model.LogisticRegression(),
+            )
+            .fit(inp["X"], inp["y"])
+        ).fit(inp["X"]),
+    )
+)
+case(
+    "a backbone that outputs NaN on a clean X",
+    match=r"backbone 'NaNNet' returned NaN or infinity as the features of row 0: the input is "
+    "finite",
+)(
+    (
+        _table,
+        lambda inp: (
+            __import__("sktransfer").FeatureTransferClassifier(NaNNet()).fit(inp["X"], inp["y"])
+        ),
+    )
+)
+
+
+case(
+    "uint8 masks of 0 and 1 (read as black)",
+    warns=UserWarning,
+    match=r"every pixel of these uint8 images is 0 or 1.*X \* 255",
+)(
+    (
+        lambda tmp: {"X": (images() > 127).astype(np.uint8), "module": TinyCNN()},
+        _fit_features,
+    )
+)
+case(
+    "images of shape (N, 3, 3, 3): channels first or last?",
+    warns=__import__("sktransfer").inputs.AmbiguousChannelsWarning,
+    match=r"read as \(N, H, W, C\), as numpy stores images.*torch.from_numpy\(X\)",
+)((lambda tmp: {"X": images(size=3)[:, :3], "module": TinyCNN()}, _fit_features))
+
+
+case(
+    "image_size=True (a 1 px image)", match=r"image_size=True is a boolean; pass a number of pixels"
+)((_tiny_images, lambda inp: _fit_features(inp, image_size=True)))
+
+
 # =========================================================================== the runner
 
 

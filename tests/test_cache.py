@@ -6,16 +6,19 @@ from __future__ import annotations
 import os
 import pathlib
 import pickle
+import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
 import torch
-from conftest import RowCounter, TinyCNN
+from conftest import FLOAT32, RowCounter, TinyCNN
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
+import sktransfer._cache as _cache_module
 import sktransfer.backbones as backbones
 import sktransfer.backbones._registry as registry
 from sktransfer import (
@@ -169,6 +172,27 @@ def test_a_changed_file_is_extracted_again(tmp_path, image_row_counter):
     assert not np.allclose(before, after)
 
 
+def test_a_file_rewritten_with_its_mtime_restored_is_extracted_again(tmp_path, image_row_counter):
+    """What cp -p, rsync -t and tar -x do: new pixels, same size in bytes, same mtime."""
+    import shutil
+
+    from PIL import Image
+
+    path, other = tmp_path / "a.bmp", tmp_path / "b.bmp"  # BMPs of one size: equal bytes
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(other)
+    pf = PretrainedFeatures(image_row_counter()).fit([str(path)])
+    before = pf.transform([str(path)])
+    st = os.stat(path)
+    shutil.copyfile(other, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    after = pf.transform([str(path)])
+    assert sum(image_row_counter.seen) == 2
+    np.testing.assert_allclose(after, PretrainedFeatures(TinyCNN()).fit_transform([str(other)]))
+    assert not np.allclose(before, after)
+
+
 def test_cross_val_score_with_two_processes_matches_one(table):
     X, y = table
     est = FeatureTransferClassifier(RowCounter(), head=LogisticRegression(C=0.5))
@@ -272,7 +296,8 @@ def test_a_source_model_trained_after_its_features_were_cached_is_not_served_sta
         source.backbone_.module.body.linear.weight.mul_(2.0)
     after = PretrainedFeatures(source).fit_transform(X)
     assert not np.allclose(after, before)
-    np.testing.assert_allclose(after, PretrainedFeatures(source, cache=False).fit_transform(X))
+    uncached = PretrainedFeatures(source, cache=False).fit_transform(X)
+    np.testing.assert_allclose(after, uncached, **FLOAT32)
 
 
 # --------------------------------------------------------------------------- on disk, shared
@@ -396,6 +421,75 @@ def test_a_claim_left_by_a_dead_worker_is_taken_over(tmp_path):
     assert not (folder / "dead.claim").exists()
 
 
+_HOLD_A_CLAIM = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("cache", sys.argv[2])  # numpy only, no torch
+cache = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cache)
+_claim = cache._claim
+keys = [bytes([i]) * 16 for i in range(4)]
+mine, theirs, claim = _claim(sys.argv[1], keys)
+print(len(mine), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def claim_holder(tmp_path):
+    """A process that has claimed 4 rows of namespace "ns" and never finishes them."""
+    import subprocess
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_CLAIM, str(tmp_path / "ns"), _cache_module.__file__],
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout.readline().strip() == b"4"
+    yield child
+    child.kill()
+    child.wait()
+
+
+def _fill_in_a_thread(cache, keys, directory):
+    """``cache.fill`` in a thread, joined with a bound: a wait without end fails the test
+    instead of hanging it."""
+    out, caught = {}, []
+
+    def run():
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            out.update(
+                cache.fill("ns", keys, lambda k: np.ones((len(k), 2), np.float32), directory)
+            )
+        caught.extend(w)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "still waiting for the claim after 60 s"
+    return out, [str(w.message) for w in caught]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/stat")
+def test_a_claim_whose_owner_is_suspended_is_not_waited_for(tmp_path, claim_holder):
+    import signal
+
+    os.kill(claim_holder.pid, signal.SIGSTOP)  # what Ctrl+Z does
+    try:
+        keys = [bytes([i]) * 16 for i in range(4)]
+        got, messages = _fill_in_a_thread(FeatureCache(), keys, str(tmp_path))
+    finally:
+        os.kill(claim_holder.pid, signal.SIGCONT)
+    assert sorted(got) == keys
+    assert any("that process is suspended" in m for m in messages), messages
+
+
+def test_a_claim_not_finished_within_claim_timeout_is_extracted_here(tmp_path, claim_holder):
+    keys = [bytes([i]) * 16 for i in range(4)]
+    got, messages = _fill_in_a_thread(FeatureCache(claim_timeout=0.5), keys, str(tmp_path))
+    assert sorted(got) == keys
+    assert any("has not finished them in time" in m for m in messages), messages
+
+
 def test_the_disk_cache_stays_within_max_disk_bytes(tmp_path):
     cache = FeatureCache(max_disk_bytes=6000)
     ns = "0" * 32 + "-cpu-auto"
@@ -426,6 +520,38 @@ def _net_class(factor: str):
     return namespace["Net"]
 
 
+def _shards():
+    return sorted(pathlib.Path(os.environ["SKTRANSFER_CACHE_DIR"]).glob("*/*.npz"))
+
+
+def test_a_shard_changed_after_it_was_written_is_ignored_with_a_warning(table, row_counter):
+    X = table[0]
+    first = PretrainedFeatures(row_counter()).fit_transform(X)
+    for shard in _shards():
+        with np.load(shard) as z:
+            arrays = {k: z[k] for k in z.files}
+        np.savez(shard, **{**arrays, "feats": np.zeros_like(arrays["feats"])})
+    feature_cache.clear()  # a new process, reading the disk cache
+    row_counter.seen.clear()
+    with pytest.warns(UserWarning, match="was changed after it was written"):
+        again = PretrainedFeatures(row_counter()).fit_transform(X)
+    assert sum(row_counter.seen) >= len(X)  # extracted again, not served the zeros
+    np.testing.assert_allclose(again, first, **FLOAT32)
+
+
+def test_a_stray_npz_in_a_cache_folder_is_ignored_with_a_warning(table, row_counter):
+    X = table[0]
+    first = PretrainedFeatures(row_counter()).fit_transform(X)
+    np.savez(_shards()[0].parent / "notes.npz", scores=np.arange(3))
+    feature_cache.clear()
+    row_counter.seen.clear()
+    with pytest.warns(UserWarning, match=r"notes.npz' is not a feature shard"):
+        again = PretrainedFeatures(row_counter()).fit_transform(X)
+    assert row_counter.seen == []  # the real shards still serve every row
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(PretrainedFeatures(row_counter()).fit_transform(X), first)
+
+
 def test_a_module_whose_forward_code_changed_is_not_served_old_features(table):
     X = table[0]
     torch.manual_seed(0)
@@ -449,3 +575,21 @@ def test_a_cache_directory_the_user_names_but_cannot_be_written_is_an_error_up_f
         with pytest.raises(ValueError, match="is not a writable directory"):
             PretrainedFeatures(row_counter(), cache=str(where)).fit_transform(table[0])
     assert row_counter.seen == []
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("10GB", 10**10), ("10GiB", 10 * 1024**3), ("123", 123)]
+)
+def test_the_disk_bound_reads_a_size_with_units_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("SKTRANSFER_CACHE_MAX_DISK_BYTES", value)
+    assert FeatureCache().max_disk_bytes == expected
+
+
+def test_an_unreadable_disk_bound_in_the_environment_warns_naming_it(monkeypatch):
+    """It is read when sktransfer is imported: a typo must not make the import fail."""
+    monkeypatch.setenv("SKTRANSFER_CACHE_MAX_DISK_BYTES", "ten gigs")
+    with pytest.warns(
+        UserWarning, match="SKTRANSFER_CACHE_MAX_DISK_BYTES='ten gigs' is not a size"
+    ):
+        cache = FeatureCache()
+    assert cache.max_disk_bytes == 10 * 1024**3

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pathlib
 import re
+import sys
 import tracemalloc
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TinyCNN
+from conftest import FLOAT32, TinyCNN
 from PIL import Image
 
 from sktransfer import PretrainedFeatures
-from sktransfer.inputs import ImagePreprocess, as_images
+from sktransfer.inputs import AmbiguousChannelsWarning, ImagePreprocess, as_images
 
 NO_PREPROCESS = ImagePreprocess(channels=None)
 
@@ -144,7 +145,9 @@ def test_file_paths_decode_in_two_worker_processes_with_the_same_features(image_
 )
 def test_an_ambiguous_shape_follows_the_array_libraries_convention(make, shape):
     X = np.random.RandomState(0).rand(2, 3, 32, 3).astype(np.float32)
-    assert as_images(make(X)).load([0, 1], NO_PREPROCESS).shape == shape
+    with pytest.warns(AmbiguousChannelsWarning, match=r"could have their channels on axis 1 or"):
+        source = as_images(make(X))
+    assert source.load([0, 1], NO_PREPROCESS).shape == shape
 
 
 def test_uint8_pixels_are_scaled_to_0_1():
@@ -370,3 +373,113 @@ def test_a_list_of_numpy_images_of_different_sizes_reads_like_the_same_pil_image
     # A float image in [0, 1] among them is read as such, not divided by 255 again.
     mixed = [photos[0].astype(np.float32) / 255, *photos[1:]]
     np.testing.assert_allclose(features(mixed, **kw), as_pil, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- extreme shapes
+
+_STRIPS = r"""
+import resource, sys
+import numpy as np
+from PIL import Image
+from sktransfer import PretrainedFeatures
+
+root = sys.argv[1]
+rng = np.random.RandomState(0)
+Image.fromarray(rng.randint(0, 256, (40, 30, 3), dtype=np.uint8)).save(f"{root}/small.png")
+# A 1 x 100,000 strip at image_size=32 and a 4 x 40,000 one at the weights' 224 px.
+runs = []
+for shape, size in (((1, 100_000), 32), ((4, 40_000), None)):
+    path = f"{root}/strip_{shape[0]}.png"
+    Image.fromarray(rng.randint(0, 256, (*shape, 3), dtype=np.uint8)).save(path)
+    pf = PretrainedFeatures("efficientnet_lite0", image_size=size, cache=False)
+    pf.fit([f"{root}/small.png"]).transform([f"{root}/small.png"])  # warm: weights, kernels
+    runs.append((pf, path))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+# A guard, so that a regression fails here fast instead of exhausting the machine.
+vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, ((vm + 2 * 1024**2) * 1024, resource.RLIM_INFINITY))
+for pf, path in runs:
+    Z = pf.transform([path])
+    assert Z.shape == (1, 1280) and np.isfinite(Z).all()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) // 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; ru_maxrss in KiB")
+def test_extreme_strips_are_extracted_in_bounded_memory(tmp_path):
+    """Resizing a 4 x 40,000 px strip's short side to 256 px first would make it 2.6
+    million px long: 7.8 GB as floats, for a 224 px crop. Only what the crop sees is
+    resized, so the peak memory grows by megabytes, not gigabytes."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _STRIPS, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    growth_mb = int(done.stdout.split()[-1])
+    assert growth_mb < 100, f"peak memory grew by {growth_mb} MB for one strip"
+
+
+@pytest.mark.parametrize(
+    "shape, resize, crop",
+    [((8, 400), 16, (14, 14)), ((400, 8), 16, (14, 14)), ((100, 5000), 10, (10, 10))],
+)
+def test_a_long_image_gets_torchvisions_resize_and_centre_crop(shape, resize, crop):
+    """Cropping before resizing is an economy, not another answer."""
+    from torchvision.transforms.v2 import functional as TF
+
+    x = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    expected = TF.center_crop(TF.resize(x, resize, antialias=True), list(crop))
+    got = ImagePreprocess(crop=crop, resize=resize, channels=None).resize_crop(x)
+    torch.testing.assert_close(got, expected)
+
+
+def test_an_extreme_image_without_a_crop_is_refused_naming_the_row():
+    X = np.full((2, 1, 20_000), 128, np.uint8)  # resized to 64 x 1.28 million px
+    expected = r"X: an image of 1x20000 px would be resized to 64x1280000 px"
+    with pytest.raises(ValueError, match=expected):
+        as_images(X).load([0, 1], ImagePreprocess(resize=64, crop=None, channels=None))
+
+
+# --------------------------------------------------------------------------- PIL modes, EXIF
+
+
+def grey_features(X):
+    return PretrainedFeatures(TinyCNN(in_channels=1), cache=False).fit_transform(X)
+
+
+def test_a_float_pil_image_is_read_as_is_like_a_float_array():
+    """Mode "F" pixels in [0, 1] are taken as they are: a picture and its half-bright copy
+    are two images (they were both divided by their own maximum)."""
+    rng = np.random.RandomState(0)
+    arr = rng.rand(6, 5).astype(np.float32)
+    bright, dim = Image.fromarray(arr), Image.fromarray(arr / 2)
+    pixels = as_images([bright, dim]).load([0, 1], NO_PREPROCESS)[:, 0].numpy()
+    np.testing.assert_allclose(pixels, [arr, arr / 2], rtol=1e-6)
+    np.testing.assert_allclose(
+        grey_features([bright, dim]), grey_features(np.stack([arr, arr / 2])), **FLOAT32
+    )
+
+
+def test_a_float_pil_image_above_1_names_the_row_and_the_fix():
+    imgs = [
+        Image.fromarray(np.zeros((4, 4), np.float32)),
+        Image.fromarray(np.full((4, 4), 7.0, np.float32)),
+    ]
+    expected = (
+        r"X row 1: a mode 'F' PIL image spans \[7.0, 7.0\]; float images must lie in \[0, 1\]"
+    )
+    with pytest.raises(ValueError, match=expected):
+        grey_features(imgs)
+
+
+def test_a_phone_photo_is_read_upright_as_its_exif_orientation_says(tmp_path):
+    upright = np.random.RandomState(0).randint(0, 256, (12, 8, 3), dtype=np.uint8)
+    sideways = np.rot90(upright, k=1)  # as the sensor stored it: 8 x 12
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "phone.png"
+    Image.fromarray(sideways).save(path, exif=exif)
+    pixels = as_images([str(path)]).load([0], NO_PREPROCESS)
+    assert tuple(pixels.shape) == (1, 3, 12, 8)
+    np.testing.assert_allclose(features([str(path)]), features(upright[None]), **FLOAT32)

@@ -440,3 +440,9 @@ def test_a_one_column_string_array_and_pandas_missing_markers_are_read_like_a_li
     )
     np.testing.assert_allclose(emb[0], want[0], atol=1e-6)
     np.testing.assert_allclose(emb[1], minilm.transform([""])[0], atol=1e-6)
+
+
+def test_a_column_of_only_empty_texts_warns(tiny_dir):
+    with pytest.warns(UserWarning, match="all 3 texts are empty or blank.*right column"):
+        Z = PretrainedFeatures(tiny_dir).fit_transform(["", " ", ""])
+    assert np.ptp(Z, axis=0).max() < 1e-5  # one vector for all: nothing to learn from

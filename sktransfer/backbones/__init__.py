@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import reprlib
+from collections.abc import Mapping
 
 from torch import nn
 
@@ -190,7 +192,15 @@ def check_spec(spec) -> None:
         )
     if hasattr(spec, "fit") and hasattr(spec, "get_params"):
         name = type(spec).__name__
-        if any(k.endswith("_") and not k.startswith("_") for k in vars(spec)):
+        if _is_fitted(spec):
+            steps = getattr(spec, "steps", None)
+            if steps and fitted_backbone(steps[-1][1]) is not None:
+                raise TypeError(
+                    f"backbone={name}(...) is a fitted pipeline; a backbone is one network, "
+                    f"and the steps before it would be skipped. Pass its last step "
+                    f"(pipe[-1], a fitted {type(steps[-1][1]).__name__}) and run the earlier "
+                    "steps on X first (e.g. make_pipeline(pipe[:-1], <this estimator>))."
+                )
             raise TypeError(
                 f"backbone={name}(...) is a fitted estimator with no torch network: a backbone "
                 "is a model name, an nn.Module, or a fitted sktransfer estimator or skorch net. "
@@ -200,10 +210,29 @@ def check_spec(spec) -> None:
             f"backbone={name}(...) is not fitted; fit it on the source task first "
             "(its trained network becomes the source model)."
         )
+    if isinstance(spec, Mapping) and any(hasattr(v, "shape") for v in spec.values()):
+        keys = list(spec)
+        shown = ", ".join(repr(k) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+        raise TypeError(
+            f"backbone is a state_dict ({type(spec).__name__} of {len(keys)} tensors: {shown}): "
+            "weights without the network they belong to. Build that nn.Module, load them with "
+            "module.load_state_dict(state_dict), and pass the module."
+        )
     raise TypeError(
-        f"backbone={spec!r} ({type(spec).__name__}) is not a backbone spec: pass a name "
-        "(see sktransfer.list_backbones()), an nn.Module, or a fitted sktransfer estimator."
+        f"backbone={reprlib.repr(spec)} ({type(spec).__name__}) is not a backbone spec: pass a "
+        "name (see sktransfer.list_backbones()), an nn.Module, or a fitted sktransfer estimator."
     )
+
+
+def _is_fitted(estimator) -> bool:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    return True
 
 
 def _unknown_name(name: str) -> str:

@@ -36,6 +36,7 @@ from ._domains import (
     unlabelled_mask,
 )
 from ._images import (
+    AmbiguousChannelsWarning,
     ArrayImages,
     ArrayListImages,
     ImagePreprocess,
@@ -48,6 +49,7 @@ from ._text import TextRows, as_text
 
 __all__ = [
     "UNLABELLED",
+    "AmbiguousChannelsWarning",
     "ArrayImages",
     "ArrayListImages",
     "Domains",
@@ -84,8 +86,55 @@ def as_source(estimator, modality: str, X, *, reset: bool) -> Source:
         return as_images(X)
     if modality == "text":
         return as_text(X, missing=getattr(estimator, "missing", "raise"))
-    X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
+    try:
+        X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
+    except ValueError:
+        message = _non_numeric_column(X)
+        if message is None:
+            raise
+        raise ValueError(message) from None
     return TabularRows(X)
+
+
+def _non_numeric_column(X) -> str | None:
+    """What "could not convert string to float: 'red'" means, with the column and the
+    fix; None when every column is numeric (the error was about something else)."""
+    columns = getattr(X, "columns", None)
+    if columns is not None:  # a DataFrame: the first column that is not numeric
+        col = next((c for c in columns if not _numeric(X[c])), None)
+        values = None if col is None else X[col]
+        where = f"column {col!r}"
+    else:
+        try:
+            arr = np.asarray(X, dtype=object)
+        except (TypeError, ValueError):
+            return None
+        if arr.ndim != 2:
+            return None
+        col = next((j for j in range(arr.shape[1]) if not _numeric(arr[:, j])), None)
+        values = None if col is None else arr[:, col]
+        where = f"column {col}"
+    if col is None:
+        return None
+    example = next((v for v in values if isinstance(v, str)), None)
+    name = col if isinstance(col, str) else "cat"
+    return (
+        f"X {where} holds strings"
+        + (f" (e.g. {example!r})" if example is not None else "")
+        + "; a tabular backbone takes numbers. Encode that column first, e.g. in a Pipeline "
+        f"before this estimator: ColumnTransformer([({name!r}, OneHotEncoder(), [{col!r}])], "
+        "remainder='passthrough')."
+    )
+
+
+def _numeric(values) -> bool:
+    """False for a column of strings that do not read as numbers (complex numbers and
+    other non-floats are sklearn's to explain)."""
+    try:
+        np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return not any(isinstance(v, (str, bytes)) for v in values)
+    return True
 
 
 def looks_like_images(X) -> bool:

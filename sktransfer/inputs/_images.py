@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,11 +53,14 @@ class ImagePreprocess:
             channels=self.channels,
         )
 
-    def __call__(self, batch: torch.Tensor, *, resized: bool = False) -> torch.Tensor:
+    def __call__(
+        self, batch: torch.Tensor, *, resized: bool = False, where: str = "X"
+    ) -> torch.Tensor:
         """Float batch (B, C, H, W) in [0, 1], all one size -> model input.
 
         ``resized=True``: the images went through ``resize_crop`` already (one by one,
         being of different sizes); resizing them again would zoom them in once more.
+        ``where`` names the rows in errors (``"X row 3"``).
         """
         grey_to_rgb = self.channels == 3 and batch.shape[1] == 1
         if not grey_to_rgb and self.channels is not None and batch.shape[1] != self.channels:
@@ -63,7 +68,7 @@ class ImagePreprocess:
                 f"images have {batch.shape[1]} channels; this backbone expects {self.channels}."
             )
         if not resized:
-            batch = self.resize_crop(batch)
+            batch = self.resize_crop(batch, where=where)
         if grey_to_rgb:  # after resizing: one channel to resize, not three
             batch = batch.expand(-1, 3, -1, -1)
         if self.mean is not None:
@@ -72,16 +77,34 @@ class ImagePreprocess:
             batch = (batch - mean) / std
         return batch.contiguous()
 
-    def resize_crop(self, batch: torch.Tensor) -> torch.Tensor:
+    def resize_crop(self, batch: torch.Tensor, *, where: str = "X") -> torch.Tensor:
+        """Resize the shorter side to ``resize``, then centre-crop to ``crop``.
+
+        Only the part of the image that the crop keeps is resized: a 4 x 40,000 px strip
+        resized whole to a 256 px short side would be 2.6 million px long (7.8 GB as
+        floats) for a 224 px crop. Without a crop, the resized image is bounded instead.
+        """
         h, w = batch.shape[-2:]
+        crop_top = crop_left = None
         if self.resize is not None and min(h, w) != self.resize:
             scale = self.resize / min(h, w)
-            size = (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
+            size = [max(1, int(round(h * scale))), max(1, int(round(w * scale)))]
+            if self.crop is not None:
+                (y0, y1, size[0], crop_top), (x0, x1, size[1], crop_left) = (
+                    _crop_window(n, m, c) for n, m, c in zip((h, w), size, self.crop)
+                )
+                batch = batch[..., y0:y1, x0:x1]
+            elif size[0] * size[1] > _MAX_RESIZED_PIXELS:
+                raise ValueError(
+                    f"{where}: an image of {h}x{w} px would be resized to {size[0]}x{size[1]} "
+                    f"px (more than {_MAX_RESIZED_PIXELS / 1e6:.1f} million); crop it to a "
+                    "less extreme shape first, or set image_size to centre-crop it."
+                )
             mode = (
                 self.interpolation if self.interpolation in ("bilinear", "bicubic") else "nearest"
             )
             kw = {"antialias": True, "align_corners": False} if mode != "nearest" else {}
-            batch = F.interpolate(batch, size=size, mode=mode, **kw)
+            batch = F.interpolate(batch, size=tuple(size), mode=mode, **kw)
             if mode == "bicubic":
                 batch = batch.clamp_(0.0, 1.0)
         if self.crop is not None:
@@ -89,11 +112,45 @@ class ImagePreprocess:
             h, w = batch.shape[-2:]
             if h < ch or w < cw:
                 raise ValueError(
-                    f"image of {h}x{w} px is smaller than the {ch}x{cw} crop; set a resize."
+                    f"{where}: image of {h}x{w} px is smaller than the {ch}x{cw} crop; set a "
+                    "resize."
                 )
-            top, left = (h - ch) // 2, (w - cw) // 2
+            top = (h - ch) // 2 if crop_top is None else crop_top
+            left = (w - cw) // 2 if crop_left is None else crop_left
             batch = batch[..., top : top + ch, left : left + cw]
         return batch
+
+
+# A resized side longer than this many crops is cut to what the crop sees before resizing
+# (exactly, where the window can fall on the full resize's pixel grid; else from 16 crops
+# on, to within a fraction of a pixel); shorter ones are resized whole, as torchvision's
+# Resize + CenterCrop do.
+_PRECROP_FACTOR = 4
+_PRECROP_INEXACT_FACTOR = 16
+# Resized images without a crop larger than this are refused (800 MB as 3-channel floats).
+_MAX_RESIZED_PIXELS = 64 * 1024**2
+
+
+def _crop_window(n: int, m: int, c: int) -> tuple[int, int, int, int]:
+    """For an axis of ``n`` px resized to ``m`` and centre-cropped to ``c``: the input span
+    ``[a, b)`` to resize, its resized length, and the crop's offset in it."""
+    top = (m - c) // 2
+    if m <= _PRECROP_FACTOR * c:
+        return 0, n, m, top
+    # Input pixels an output pixel's (antialiased, bicubic) kernel reaches on each side.
+    reach = math.ceil(2 * max(1.0, n / m)) + 1
+    a = max(0, math.floor(top * n / m) - reach)
+    b = min(n, math.ceil((top + c) * n / m) + reach)
+    # Every `step` input px are a whole number of output px: a window of whole steps is
+    # resized at exactly the full image's scale and on its grid, so the crop is the same.
+    step = n // math.gcd(m, n)
+    if step <= b - a:
+        a, b = a // step * step, min(n, -(-b // step) * step)
+        return a, b, (b - a) * m // n, top - a * m // n
+    if m <= _PRECROP_INEXACT_FACTOR * c:
+        return 0, n, m, top
+    length = max(c, int(round((b - a) * m / n)))
+    return a, b, length, min(max(0, int(round(top - a * m / n))), length - c)
 
 
 _ROWS_PER_CHECK = 256  # rows per chunk when locating a bad row (bounds temporaries)
@@ -104,6 +161,20 @@ def _channel_axis(shape: tuple, *, prefer_last: bool, name: str) -> int:
     first, last = shape[1] in (1, 3), shape[-1] in (1, 3)
     if first and last:
         # (N, 3, 32, 3) reads both ways: numpy/PIL/skimage store channels last, torch first.
+        last, first = "(N, H, W, C)", "(N, C, H, W)"
+        read, other, who = (last, first, "numpy") if prefer_last else (first, last, "torch")
+        warnings.warn(
+            f"images of shape {shape[1:]} could have their channels on axis 1 or axis 3; "
+            f"read as {read}, as {who} stores images, not {other}. "
+            "If that is wrong, pass "
+            + (
+                "torch.from_numpy(X): tensors are read channels first."
+                if prefer_last
+                else "X.numpy(): numpy arrays are read channels last."
+            ),
+            AmbiguousChannelsWarning,
+            stacklevel=4,
+        )
         return 3 if prefer_last else 1
     if last:
         return 3
@@ -113,6 +184,24 @@ def _channel_axis(shape: tuple, *, prefer_last: bool, name: str) -> int:
         f"{name} has shape {shape}: cannot find a channel axis of size 1 or 3. "
         "Images must be (N, H, W) grey, (N, H, W, C) or (N, C, H, W) with C in {1, 3}"
         + ("; drop the alpha channel with X[..., :3]." if shape[-1] == 4 else ".")
+    )
+
+
+class AmbiguousChannelsWarning(UserWarning):
+    """An image array whose channel axis could be axis 1 or the last one."""
+
+
+def _warn_if_binary(X: np.ndarray, *, name: str) -> None:
+    """uint8 images whose pixels are all 0 or 1 are masks (or labels), not pictures: read
+    as pixels of 0 and 1/255 they are black."""
+    if X.dtype != np.uint8 or X[:1].max() > 1 or X.max() > 1:  # most arrays: one row read
+        return
+    warnings.warn(
+        f"{name}: every pixel of these uint8 images is 0 or 1, read as black and almost "
+        "black (1/255). If they are masks, scale them: X * 255, or X.astype(np.float32) "
+        "(floats are taken in [0, 1]).",
+        UserWarning,
+        stacklevel=4,
     )
 
 
@@ -159,7 +248,14 @@ class ArrayImages(Source):
     axis could be either; numpy arrays default to channels last, torch tensors to first.
     """
 
-    def __init__(self, X: np.ndarray, *, name: str = "X", channels_last_hint: bool = True):
+    def __init__(
+        self,
+        X: np.ndarray,
+        *,
+        name: str = "X",
+        channels_last_hint: bool = True,
+        warn_binary: bool = True,
+    ):
         if X.ndim not in (3, 4):
             raise ValueError(
                 f"{name} has {X.ndim} dimensions (shape {X.shape}); image arrays must be "
@@ -176,6 +272,9 @@ class ArrayImages(Source):
             else _channel_axis(X.shape, prefer_last=channels_last_hint, name=name)
         )
         _check_pixel_values(X, name=name)
+        if warn_binary:
+            _warn_if_binary(X, name=name)
+        self.name = name
         # Kept in the caller's layout: no whole-array copy; batches are transposed as loaded.
         self.X = X
         self.scale = 1.0 if np.issubdtype(X.dtype, np.floating) else 1.0 / 255.0
@@ -206,7 +305,7 @@ class ArrayImages(Source):
         return batch
 
     def load(self, indices, preprocess: ImagePreprocess) -> torch.Tensor:
-        return preprocess(self.raw(indices))
+        return preprocess(self.raw(indices), where=self.name)
 
 
 class _SeparateImages(Source):
@@ -222,9 +321,15 @@ class _SeparateImages(Source):
     def _decode(self, i: int):
         raise NotImplementedError
 
+    def _where(self, i: int) -> str:
+        return f"{self.name} row {i}"
+
     def _tensor(self, i: int) -> torch.Tensor:
         """Row ``i`` as a float (1, C, H, W) tensor in [0, 1]."""
-        t = torch.from_numpy(np.array(self._decode(i))).float().div_(255.0)
+        arr = np.array(self._decode(i))
+        t = torch.from_numpy(arr).float()
+        if arr.dtype == np.uint8:  # float ("F") images are in [0, 1] already
+            t.div_(255.0)
         return t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
 
     def load(self, indices, preprocess: ImagePreprocess) -> torch.Tensor:
@@ -238,7 +343,7 @@ class _SeparateImages(Source):
         # resized as a batch, mixed sizes one by one, and either way exactly once.
         mixed = len({t.shape for t in out}) > 1
         if mixed:
-            out = [preprocess.resize_crop(t) for t in out]
+            out = [preprocess.resize_crop(t, where=self._where(i)) for i, t in zip(rows, out)]
         for what, of in (
             ("channels", lambda t: t.shape[1]),
             ("sizes", lambda t: tuple(t.shape[-2:])),
@@ -255,10 +360,11 @@ class _SeparateImages(Source):
                     f"{self.name}: images of different {what} in one batch: row {rows[0]} has "
                     f"{first}, row {odd} has {of(out[rows.index(odd)])}; {fix}"
                 )
-        return preprocess(torch.cat(out), resized=mixed)
+        return preprocess(torch.cat(out), resized=mixed, where=self._where(rows[0]))
 
 
-def _to_rgb_or_grey(img):
+def _to_rgb_or_grey(img, *, where: str = "X"):
+    """``img`` as an "L", "RGB" or "F" (float, checked to lie in [0, 1]) PIL image."""
     # Palette, CMYK, 16-bit and alpha images become RGB or grey; alpha is discarded, as
     # torchvision.io.read_image(mode=RGB) does.
     if img.mode in ("L", "RGB"):
@@ -266,10 +372,32 @@ def _to_rgb_or_grey(img):
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         from PIL import Image
 
-        arr = np.asarray(img, dtype=np.float64)
-        # 16-bit images span 0..65535; 32-bit int and float ones have no fixed range.
-        hi = 65535.0 if img.mode.startswith("I;16") else (arr.max() or 1.0)
-        return Image.fromarray((np.clip(arr / hi, 0, 1) * 255).round().astype(np.uint8))
+        arr = np.asarray(img)
+        # 16-bit images span 0..65535 (a 16-bit PNG reads as "I" in some Pillow versions);
+        # other integer and float images follow the rules of numpy images, never scaled by
+        # their own maximum (that would make a picture and its half-bright copy one image).
+        if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "PNG"):
+            arr = np.clip(arr / 65535.0, 0, 1)
+        else:
+            is_float, lo, hi = img.mode == "F", arr.min(), arr.max()
+            limit = 1 if is_float else 255
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError(f"{where}: a mode 'F' PIL image contains NaN or infinity.")
+            if lo < 0 or hi > limit:
+                raise ValueError(
+                    f"{where}: a mode {img.mode!r} PIL image spans [{lo}, {hi}]; "
+                    f"{'float' if is_float else 'integer'} images must lie in [0, {limit}]. "
+                    + (
+                        "Scale it to [0, 1] yourself (dividing by a fixed maximum, the same "
+                        "for every image), or convert it to 8 bits."
+                        if is_float
+                        else "Convert it to 8 bits (mode 'L') or to floats in [0, 1] (mode 'F')."
+                    )
+                )
+            if is_float:
+                return img
+            arr = arr / 255.0
+        return Image.fromarray((arr * 255).round().astype(np.uint8))
     if img.mode in ("1", "LA", "La"):
         return img.convert("L")
     return img.convert("RGB")
@@ -285,7 +413,7 @@ class PILImages(_SeparateImages):
         return [_hash_bytes(f"{im.mode}{im.size}".encode(), im.tobytes()) for im in items]
 
     def _decode(self, i):
-        return _to_rgb_or_grey(self.items[i])
+        return _to_rgb_or_grey(self.items[i], where=self._where(i))
 
 
 class ArrayListImages(_SeparateImages):
@@ -301,7 +429,11 @@ class ArrayListImages(_SeparateImages):
                     f"{name} row {i} has shape {np.shape(a)}; each image must be (H, W) grey, "
                     "(H, W, C) or (C, H, W)."
                 )
-            self.items.append(ArrayImages(np.asarray(a)[None], name=f"{name} row {i}"))
+            self.items.append(
+                ArrayImages(np.asarray(a)[None], name=f"{name} row {i}", warn_binary=False)
+            )
+        if all(im.X.dtype == np.uint8 and im.X.max() <= 1 for im in self.items):
+            _warn_if_binary(np.zeros(1, np.uint8), name=name)
 
     def _compute_keys(self, rows) -> list[bytes]:
         rows = range(len(self.items)) if rows is None else rows
@@ -329,18 +461,28 @@ class PathImages(_SeparateImages):
     def _compute_keys(self, rows) -> list[bytes]:
         keys = []
         for p in self.items if rows is None else [self.items[i] for i in rows]:
+            # mtime alone misses a file rewritten with its mtime restored (cp -p, rsync -t,
+            # tar -x); the ctime cannot be set back and the inode changes on a replace. Not
+            # st_dev: machines mounting one NFS share number it differently, and share keys.
             st = os.stat(p)
-            keys.append(_hash_bytes(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode()))
+            stamp = f"{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+            keys.append(_hash_bytes(f"{os.path.abspath(p)}|{stamp}".encode()))
         return keys
 
+    def _where(self, i: int) -> str:
+        return f"{self.name} row {i} ({self.items[i]!r})"
+
     def _decode(self, i):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         path = self.items[i]
         try:
             with Image.open(path) as img:
                 img.load()
-                return _to_rgb_or_grey(img)
+                # A phone photo stores its pixels as the sensor saw them and the way to
+                # hold it in its EXIF orientation tag: read it upright, as viewers show it.
+                upright = ImageOps.exif_transpose(img)
+                upright.format = img.format
         except Image.DecompressionBombError as exc:
             raise ValueError(
                 f"{self.name} row {i}: image file {path!r} is too large to decode safely: {exc} "
@@ -350,6 +492,7 @@ class PathImages(_SeparateImages):
             raise ValueError(
                 f"{self.name} row {i}: cannot read image file {path!r}: {exc}"
             ) from None
+        return _to_rgb_or_grey(upright, where=self._where(i))
 
 
 def _check_uniform_elements(items: Sequence, *, name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,5 +71,29 @@ def as_text(X, *, name: str = "X", missing: str = "raise") -> TextRows:
             raise TypeError(
                 f"{name} row {i} is a {type(s).__name__} ({s!r:.40}); expected a string."
             )
+        if not s.isascii():
+            _check_encodable(s, f"{name} row {i}")
         out.append(s)
+    if len(out) > 1 and not any(s.strip() for s in out):
+        warnings.warn(
+            f"{name}: all {len(out)} texts are empty or blank, so they all get the same "
+            "features (those of an empty input) and carry no information. Is it the right "
+            "column?",
+            UserWarning,
+            stacklevel=3,
+        )
     return TextRows(out)
+
+
+def _check_encodable(s: str, where: str) -> None:
+    """Tokenizers take valid Unicode only; a lone surrogate (what decoding bytes with
+    ``errors="surrogateescape"`` leaves) would be their opaque TypeError."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{where} holds {s[exc.start]!r} at position {exc.start}, a lone surrogate: not "
+            "valid Unicode text (bytes decoded with errors='surrogateescape' leave them). "
+            "Decode the file with its real encoding, or replace them: "
+            "s.encode('utf-8', 'replace').decode('utf-8')."
+        ) from None
