@@ -1,6 +1,6 @@
 """``make demo``: real transfer learning on packaged real models and real images.
 
-Runs offline on a 2-core CPU in about 5 minutes of CPU time, printing one line per step
+Runs offline on a 2-core CPU in about 3 minutes of CPU time, printing one line per step
 (its result and seconds) as it goes. The question it asks: does transfer help most when
 labels are few?
 
@@ -370,8 +370,9 @@ def plot(tables, path):
 
 
 DEFAULT_SIZES = "20,50,150"
-# Measured (see the commit that set it); said up front so that nobody waits blind.
-DURATION = "about 5 minutes of CPU time (4 minutes on a quiet 2-core laptop)"
+# Said up front, so that nobody waits blind: 189 s of CPU (user + system) at one torch
+# thread, cold feature cache, 9 minutes wall on a shared 2-core machine under load 6.
+DURATION = "about 3 minutes of CPU time (more wall time on a busy machine)"
 
 
 def _sizes(text):
