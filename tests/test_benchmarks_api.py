@@ -19,7 +19,7 @@ import sktransfer
 BENCHMARKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
 ESTIMATORS = {
     name: obj
-    for name, obj in vars(sktransfer).items()
+    for name, obj in ((name, getattr(sktransfer, name)) for name in sktransfer.__all__)
     if inspect.isclass(obj) and hasattr(obj, "get_params")
 }
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sktransfer.demo import LEARNING_CURVE, learning_curve, plot_curve
+from sktransfer.demo import LEARNING_CURVE, Steps, learning_curve, plot_curve
 
 
 def grey_convnet():
@@ -40,3 +40,34 @@ def test_plot_curve_writes_a_png(tmp_path):
     path = tmp_path / "curve.png"
     plot_curve("accuracy vs labelled images", rows, path, chance=0.1)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_each_fit_of_the_curve_prints_a_line_with_its_accuracy_and_seconds(digits, capsys):
+    X, y = digits
+    rows = learning_curve(
+        X[:30],
+        y[:30],
+        X[30:],
+        y[30:],
+        [4, 8],
+        image_size=None,
+        seed=0,
+        backbone=grey_convnet(),
+        steps=Steps(2 * len(LEARNING_CURVE)),
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(rows) == 2 * len(LEARNING_CURVE)
+    for i, (line, (name, n, accuracy, _)) in enumerate(zip(lines, rows), start=1):
+        assert line.startswith(f"  [{i}/8] N={n} ")
+        assert f" {name} ... test accuracy {accuracy:.3f}, " in line
+        assert line.endswith(" s") and line.split()[-2].isdigit()
+
+
+def test_a_step_that_fails_ends_its_line_saying_so(capsys):
+    steps = Steps()
+    with pytest.raises(RuntimeError, match="boom"), steps("extracting") as step:
+        step["got"] = "accuracy 1.000"
+        raise RuntimeError("boom")
+    out = capsys.readouterr().out
+    assert out.startswith("  extracting ... failed after ") and out.endswith(" s\n")
+    assert "accuracy" not in out

@@ -77,7 +77,7 @@ def test_one_fit_on_a_table_validates_it_once(Est, monkeypatch, table):
 def test_every_estimator_that_takes_a_backbone_declares_the_same_backbone_parameters():
     estimators = [
         cls
-        for cls in vars(sktransfer).values()
+        for cls in (getattr(sktransfer, name) for name in sktransfer.__all__)
         if inspect.isclass(cls) and issubclass(cls, BackboneEstimator)
     ]
     assert len(estimators) >= 5
