@@ -41,6 +41,7 @@ from sktransfer.adaptation import (
     SourceWeighted,
     TrAdaBoostClassifier,
     TrAdaBoostR2,
+    estimate_adaptation_gain,
 )
 from sktransfer.adaptation._base import resolve_domains
 from sktransfer.adaptation._density_ratio import (
@@ -977,3 +978,30 @@ def test_heart_disease_twenty_swiss_labels_fix_the_case_mix():
             model.score(X[scored], y_all[scored]) - baseline.score(X[scored], y_all[scored])
         )
     assert np.mean(gains) > 0.15
+
+
+# -- did adapting help? -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shift", "make", "sign"),
+    [
+        ("covariate", lambda: ImportanceWeighting(LogisticRegression()), 1),
+        ("label", lambda: CORAL(LogisticRegression()), -1),
+    ],
+    ids=["reweighting-under-covariate-shift-helps", "coral-under-label-shift-hurts"],
+)
+def test_the_estimated_gain_of_adapting_has_the_sign_of_the_measured_one(shift, make, sign):
+    X, y, sample_domain, y_true = unsupervised(0, shift)
+    measured = target_accuracy(
+        make().fit(X, y, sample_domain=sample_domain), X, y_true, sample_domain, y
+    ) - target_accuracy(
+        source_only(LogisticRegression(), X, y, sample_domain), X, y_true, sample_domain, y
+    )
+    result = estimate_adaptation_gain(
+        make(), LogisticRegression(), X, y, sample_domain, random_state=0
+    )
+    assert sign * measured > 0.1
+    assert sign * result.gain > 0
+    assert result.gains.shape == (5,)
+    np.testing.assert_allclose(result.gain, result.gains.mean())

@@ -13,6 +13,7 @@ from ._model_selection import (
     ImportanceWeightedScorer,
     PredictionEntropyScorer,
     SourceTargetShuffleSplit,
+    estimate_adaptation_gain,
 )
 from ._reweight import ImportanceWeighting, LowCoverageWarning
 from ._source_free import SHOT, TENT, AdaBN
@@ -33,4 +34,5 @@ __all__ = [
     "SourceWeighted",
     "TrAdaBoostClassifier",
     "TrAdaBoostR2",
+    "estimate_adaptation_gain",
 ]
