@@ -27,7 +27,25 @@ from ._density_ratio import (
 
 
 class LowCoverageWarning(UserWarning):
-    """The source rows cover little of the target: reweighting cannot reach the rest."""
+    """The source rows cover little of the target: reweighting cannot reach the rest.
+
+    Issued by ``ImportanceWeighting`` when ``target_coverage_``, the estimated
+    share of the target's mass where the source has rows, is below 0.5.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sktransfer.adaptation import ImportanceWeighting, LowCoverageWarning
+    >>> X = np.r_[np.linspace(0, 1, 20), np.linspace(5, 6, 20)].reshape(-1, 1)
+    >>> y = np.r_[np.arange(20) % 2, -np.ones(20, int)]  # the target: far away, unlabelled
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model = ImportanceWeighting(LogisticRegression(), random_state=0).fit(X, y)
+    >>> any(w.category is LowCoverageWarning for w in caught), model.target_coverage_ < 0.5
+    (True, True)
+    """
 
 
 # Below this share of the target's mass under the source's rows, warn.
