@@ -257,6 +257,35 @@ def test_proxy_a_distance_not_inflated_by_unequal_domain_sizes():
     assert proxy_a_distance(Xs, Xt, random_state=0) < 0.3
 
 
+def _missing_in_one_domain():
+    """A feature measured in the source and never in the target (NaN there)."""
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.standard_normal((200, 3)), rng.standard_normal((200, 3))
+    Xt[:, 1] = np.nan
+    return Xs, Xt
+
+
+def test_proxy_a_distance_takes_nan_where_its_estimator_does():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    Xs, Xt = _missing_in_one_domain()
+    # Which rows have the value is all it takes to tell the domains apart.
+    hgb = HistGradientBoostingClassifier(max_iter=20)
+    assert proxy_a_distance(Xs, Xt, estimator=hgb, random_state=0) > 1.8
+    assert proxy_a_distance(Xs, Xt, random_state=0) > 1.8  # the default imputes
+
+
+def test_proxy_a_distance_names_an_estimator_that_refuses_nan():
+    from sklearn.linear_model import LogisticRegression
+
+    Xs, Xt = _missing_in_one_domain()
+    with pytest.raises(ValueError, match=r"Xt has NaN \(first in row 0\).*LogisticRegression"):
+        proxy_a_distance(Xs, Xt, estimator=LogisticRegression())
+    Xs[3, 0] = np.inf
+    with pytest.raises(ValueError, match="Xs contains NaN or infinity"):
+        proxy_a_distance(Xs, Xt)
+
+
 # --------------------------------------------------------------------------- bad input
 
 _F = np.random.default_rng(0).standard_normal((10, 3))

@@ -13,8 +13,9 @@ from ._model_selection import (
     ImportanceWeightedScorer,
     PredictionEntropyScorer,
     SourceTargetShuffleSplit,
+    estimate_adaptation_gain,
 )
-from ._reweight import ImportanceWeighting
+from ._reweight import ImportanceWeighting, LowCoverageWarning
 from ._source_free import SHOT, TENT, AdaBN
 from ._source_weighted import SourceWeighted
 from ._tradaboost import TrAdaBoostClassifier, TrAdaBoostR2
@@ -26,10 +27,12 @@ __all__ = [
     "CORAL",
     "ImportanceWeightedScorer",
     "ImportanceWeighting",
+    "LowCoverageWarning",
     "NoTargetRowsWarning",
     "PredictionEntropyScorer",
     "SourceTargetShuffleSplit",
     "SourceWeighted",
     "TrAdaBoostClassifier",
     "TrAdaBoostR2",
+    "estimate_adaptation_gain",
 ]

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from scipy.optimize import brentq
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.metrics.pairwise import rbf_kernel
@@ -32,20 +33,43 @@ _PROBA_CLIP = 1e-6
 MAX_QUADRATIC_FEATURES = 30
 
 
-def default_discriminators(n_features: int, *, sparse: bool = False) -> dict:
+def default_discriminators(n_features: int, *, sparse: bool = False, missing: bool = False) -> dict:
     """The candidate domain classifiers tried when none is given.
 
     A linear logit gives w = exp(linear): a shift of the mean. A quadratic one
     also represents a bump-shaped shift (the target where the source is
     densest, or around it): exact for Gaussian domains of any covariances.
     Sparse rows get the linear one only: standardising them would make them dense.
+    With NaN in X (``missing``) each starts by imputing the median and adding a
+    0/1 column per feature with NaN: where a value is missing is itself
+    something that can tell the domains apart (a site that never measures it).
     """
-    candidates = {"linear": LogisticRegression()}
+    impute = [SimpleImputer(strategy="median", add_indicator=True)] if missing else []
+    candidates = {
+        "linear": make_pipeline(*impute, LogisticRegression()) if missing else LogisticRegression()
+    }
     if n_features <= MAX_QUADRATIC_FEATURES and not sparse:
         candidates["quadratic"] = make_pipeline(
-            StandardScaler(), PolynomialFeatures(2), LogisticRegression()
+            *impute, StandardScaler(), PolynomialFeatures(2), LogisticRegression()
         )
     return candidates
+
+
+def nan_position(X):
+    """(row, column) of the first NaN of a numeric table, or None."""
+    if sp.issparse(X):
+        X = X.tocsr()
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        bad = np.flatnonzero(np.isnan(X.data))
+        return (int(rows[bad[0]]), int(X.indices[bad[0]])) if bad.size else None
+    try:
+        values = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if values.ndim != 2:
+        return None
+    where = np.argwhere(np.isnan(values))
+    return (int(where[0, 0]), int(where[0, 1])) if where.size else None
 
 
 def discriminator_ratios(
@@ -72,7 +96,11 @@ def discriminator_ratios(
     pooled = _safe_indexing(X, np.concatenate([source_idx, target_idx]))
     is_target = np.r_[np.zeros(n_source, dtype=int), np.ones(n_target, dtype=int)]
     if discriminator is None:
-        found = default_discriminators(_num_features(pooled), sparse=sp.issparse(pooled))
+        found = default_discriminators(
+            _num_features(pooled),
+            sparse=sp.issparse(pooled),
+            missing=nan_position(pooled) is not None,
+        )
         candidates = list(found.values())
     else:
         candidates = [clone(discriminator)]
@@ -102,7 +130,8 @@ def kmm_ratios(
 ) -> np.ndarray:
     """Density ratios of the source rows by kernel mean matching.
 
-    Features are standardised on the pooled rows first, since an RBF kernel
+    NaN is imputed with the pooled median, plus a 0/1 column per feature with
+    NaN. Features are standardised on the pooled rows first, since an RBF kernel
     on raw features lets the widest feature decide every distance; the
     default width, ``gamma = 1 / n_features`` on standardised features, is
     the peers' (skada, ADAPT), and matched the target better on real data
@@ -112,10 +141,19 @@ def kmm_ratios(
     against the same (sub-sampled) target rows; each chunk's weights then
     have mean about 1 on their own, as the full problem's would.
     """
-    X_source = check_array(X_source, dtype=np.float64)
-    X_target = check_array(X_target, dtype=np.float64)
+    X_source = check_array(X_source, dtype=np.float64, ensure_all_finite="allow-nan")
+    X_target = check_array(X_target, dtype=np.float64, ensure_all_finite="allow-nan")
     rng = check_random_state(random_state)
-    scaler = StandardScaler().fit(np.vstack([X_source, X_target]))
+    pooled = np.vstack([X_source, X_target])
+    if np.isnan(pooled).any():
+        # A kernel needs every coordinate: the median where a value is missing, and
+        # a 0/1 column per feature with NaN, so that a row's missing values count
+        # in its distances (a site that never measures a feature is far from one
+        # that always does).
+        imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+        pooled = imputer.fit_transform(pooled)
+        X_source, X_target = pooled[: X_source.shape[0]], pooled[X_source.shape[0] :]
+    scaler = StandardScaler().fit(pooled)
     Xs, Xt = scaler.transform(X_source), scaler.transform(X_target)
     if gamma is None:
         gamma = 1.0 / Xs.shape[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -13,6 +14,7 @@ from ._base import (
     WrappingAdapter,
     check_accepts_sample_weight,
     fit_weighted,
+    numeric_table,
     validate_fit,
 )
 from ._density_ratio import (
@@ -20,7 +22,34 @@ from ._density_ratio import (
     discriminator_ratios,
     effective_sample_size,
     kmm_ratios,
+    nan_position,
 )
+
+
+class LowCoverageWarning(UserWarning):
+    """The source rows cover little of the target: reweighting cannot reach the rest.
+
+    Issued by ``ImportanceWeighting`` when ``target_coverage_``, the estimated
+    share of the target's mass where the source has rows, is below 0.5.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sktransfer.adaptation import ImportanceWeighting, LowCoverageWarning
+    >>> X = np.r_[np.linspace(0, 1, 20), np.linspace(5, 6, 20)].reshape(-1, 1)
+    >>> y = np.r_[np.arange(20) % 2, -np.ones(20, int)]  # the target: far away, unlabelled
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model = ImportanceWeighting(LogisticRegression(), random_state=0).fit(X, y)
+    >>> any(w.category is LowCoverageWarning for w in caught), model.target_coverage_ < 0.5
+    (True, True)
+    """
+
+
+# Below this share of the target's mass under the source's rows, warn.
+_LOW_COVERAGE = 0.5
 
 
 class ImportanceWeighting(WrappingAdapter):
@@ -56,7 +85,10 @@ class ImportanceWeighting(WrappingAdapter):
         ``LogisticRegression()`` (ratio exp(linear): a shifted mean) and, up
         to 30 features, the same on standardised degree-2 features (ratio
         exp(quadratic): also a bump-shaped shift; exact for Gaussian domains),
-        the one with the lower cross-validated log-loss.
+        the one with the lower cross-validated log-loss. With NaN in X both
+        first impute the median and add a 0/1 column per feature with NaN, so
+        ``ImportanceWeighting`` takes NaN wherever ``estimator`` does (KMM
+        too, imputed the same way).
     cv : int, default=5
         Folds of the cross-fitting of ``discriminator``.
     max_weight : float or None, default=20.0
@@ -90,7 +122,17 @@ class ImportanceWeighting(WrappingAdapter):
     effective_sample_size_ : float
         (Σw)² / Σw²: how many equally weighted source rows the weights are
         worth. Far below the number of source rows means the domains barely
-        overlap and the weighted fit rests on a few rows.
+        overlap and the weighted fit rests on a few rows. It measures how
+        unequal the weights are, not how far the domains are: when every
+        source row is equally unlike the target it stays at the number of
+        source rows; read ``target_coverage_`` too.
+    target_coverage_ : float
+        Share of the target's mass that lies where the source has rows, in
+        [0, 1]: the mean over source rows of the ratio p_t(x) / p_s(x) before
+        normalising (E_s[p_t / p_s] = P_t(where p_s > 0)), capped at 1. About
+        1 when the domains overlap; near 0 when the discriminator tells every
+        row apart, and a ``LowCoverageWarning`` is raised below 0.5. NaN for
+        ``method="kmm"``, whose ratios have mean 1 by construction.
     classes_ : ndarray of shape (n_classes,)
         Class labels (classifiers only).
     n_features_in_ : int
@@ -190,7 +232,12 @@ class ImportanceWeighting(WrappingAdapter):
         NoTargetRowsWarning
             When no row is a target row: every source row then weighs 1, and
             ``estimator`` is fitted on the source rows alone.
+        LowCoverageWarning
+            When ``target_coverage_`` is below 0.5: most of the target lies
+            where no source row does, and no reweighting of the source can
+            stand for it.
         """
+        self._check_nan_takers(X)
         X, y, domains = validate_fit(self, X, y, sample_domain)
         check_accepts_sample_weight(self.estimator, type(self).__name__)
 
@@ -198,6 +245,7 @@ class ImportanceWeighting(WrappingAdapter):
         source_idx = np.flatnonzero(domains.source)
         target_idx = np.flatnonzero(domains.target)
         self.discriminator_ = None
+        self.target_coverage_ = np.nan
         if not target_idx.size:
             ratios = np.ones(source_idx.size)  # no target (validate_fit warned): no reweighting
         elif self.method == "discriminator":
@@ -219,6 +267,19 @@ class ImportanceWeighting(WrappingAdapter):
                 max_samples=self.max_samples,
                 random_state=self.random_state,
             )
+        if self.method == "discriminator" and target_idx.size:
+            self.target_coverage_ = float(min(np.mean(ratios), 1.0))
+            if self.target_coverage_ < _LOW_COVERAGE:
+                warnings.warn(
+                    f"ImportanceWeighting: the discriminator tells the domains apart: "
+                    f"the source rows cover an estimated {self.target_coverage_:.1%} of "
+                    "the target (target_coverage_); reweighting the source cannot stand "
+                    "for the rest, whatever effective_sample_size_ says. Look for "
+                    "features that only one domain has (a column that is always NaN "
+                    "in one of them), or use target labels (SourceWeighted, TrAdaBoost).",
+                    LowCoverageWarning,
+                    stacklevel=2,
+                )
         self.weights_ = cap_and_normalise(ratios, self.max_weight)
         self.effective_sample_size_ = effective_sample_size(self.weights_)
 
@@ -233,14 +294,37 @@ class ImportanceWeighting(WrappingAdapter):
         )
         return self
 
+    def _check_nan_takers(self, X):
+        """Name the part that refuses NaN when ``estimator`` itself would take it.
+
+        Otherwise scikit-learn's message would recommend HistGradientBoosting to
+        a user who has wrapped exactly that.
+        """
+        if self.method != "discriminator" or self.discriminator is None:
+            return  # the default discriminators and KMM impute
+        if not numeric_table(X) or get_tags(self.discriminator).input_tags.allow_nan:
+            return
+        if not get_tags(self.estimator).input_tags.allow_nan:
+            return  # the estimator refuses it too: scikit-learn's message is right
+        where = nan_position(X)
+        if where is not None:
+            raise ValueError(
+                f"X has NaN (first in row {where[0]}, column {where[1]}), which "
+                f"{type(self.estimator).__name__} takes but ImportanceWeighting's "
+                f"discriminator, {type(self.discriminator).__name__}, does not. Pass a "
+                "discriminator that takes NaN (HistGradientBoostingClassifier), leave "
+                "discriminator=None (the default imputes the median and adds "
+                "missing-value indicators), or impute X."
+            )
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # The density ratios read X too: KMM needs dense finite rows, the
-        # default discriminators (LogisticRegression) take sparse rows but not NaN.
+        # The density ratios read X too: KMM needs dense rows, the default
+        # discriminators (LogisticRegression) take sparse rows; both impute NaN.
         if self.method == "kmm":
-            tags.input_tags.sparse = tags.input_tags.allow_nan = False
-        else:
-            discriminator = get_tags(self.discriminator).input_tags if self.discriminator else None
-            tags.input_tags.sparse &= discriminator is None or discriminator.sparse
-            tags.input_tags.allow_nan &= discriminator is not None and discriminator.allow_nan
+            tags.input_tags.sparse = False
+        elif self.discriminator is not None:
+            discriminator = get_tags(self.discriminator).input_tags
+            tags.input_tags.sparse &= discriminator.sparse
+            tags.input_tags.allow_nan &= discriminator.allow_nan
         return tags

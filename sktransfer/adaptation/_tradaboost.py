@@ -55,19 +55,25 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
     """Dai et al.'s boosting loop (the classifier's).
 
     Each round fits the estimator on source + labelled target rows with the
-    current weights. Target rows it gets wrong gain weight, as in AdaBoost;
+    current weights and scores every row by |h(x) - c(x)|, Dai et al.'s loss
+    for a hypothesis with values in [0, 1]: one minus the probability the
+    round gives the row's label (0/1 if the estimator has no
+    ``predict_proba``). Target rows it gets wrong gain weight, as in AdaBoost;
     source rows it gets wrong lose weight by the fixed factor
     β = 1 / (1 + √(2 ln n_source / n_estimators)), since a source row that
     disagrees with the target-fitted model is evidence it follows another
     p(y | x). Only the rounds in the second half vote, as in Dai et al.
 
-    Dai et al. require each round's weighted target error to be below 1/2; a
-    round at 1/2 or more gets no vote. Under a strong conditional shift the
-    pooled first rounds follow the source and miss the target that badly, and
-    error / (1 - error) >= 1 would never raise the target weights: until a
-    round does better than chance on the target, each round doubles the
-    weight of the target rows it gets wrong instead, until they weigh enough
-    to be fitted.
+    Dai et al. require each round to beat chance on the target. A round whose
+    weighted 0/1 target error is not one standard error below 1/2 (the
+    standard error of a proportion over the target rows' effective number,
+    (Σw)² / Σw²) has not shown that it does: it gets no vote, and since
+    error / (1 - error) ≈ 1 would barely move the target weights, every later
+    round would repeat it (the source outweighs the few target rows, so a
+    pooled model that follows a contradicting source sits there for good).
+    Such a round doubles the weight of every target row instead, as Pardoe &
+    Stone's first stage shifts weight from the source to the target, whenever
+    it happens (not only before the first round that beats chance).
     """
 
     __metadata_request__fit = {"sample_domain": True}
@@ -94,28 +100,27 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
             return self._fit_source_only(X_fit, y_fit, rng)
         weights = np.ones(is_source.size)
         self.estimators_, self.estimator_errors_, self.estimator_weights_ = [], [], []
-        beats_chance = False
         for _ in range(self.n_estimators):
             model = clone(self.estimator)
             seed_estimator(model, rng)
             fit_weighted(model, X_fit, y_fit, weights / weights.mean())
-            loss = self._row_loss(model.predict(X_fit), y_fit)
+            missed = (model.predict(X_fit) != y_fit).astype(float)
+            loss = self._soft_loss(model, X_fit, y_fit, missed)
             target_w = weights[~is_source]
             error = np.dot(target_w, loss[~is_source]) / target_w.sum()
-            beats_chance = beats_chance or error < 0.5
-            if beats_chance:
-                clipped = np.clip(error, _MIN_ERROR, 0.5)
+            missed_share = np.dot(target_w, missed[~is_source]) / target_w.sum()
+            n_effective = target_w.sum() ** 2 / np.dot(target_w, target_w)
+            if missed_share < 0.5 - np.sqrt(0.25 / n_effective) and error < 0.5:
+                clipped = max(error, _MIN_ERROR)
                 target_factor = clipped / (1.0 - clipped)
                 target_update = target_factor ** (-loss)
                 vote = np.log(1.0 / target_factor)
             else:
-                # Dai et al. require error < 1/2. Until one round meets it, the source
-                # rows outweigh the few target rows (the pooled model follows the source),
-                # and error / (1 - error) >= 1 would leave the target weights where they
-                # are, so every later round would repeat this one. Shift weight towards
-                # the target rows it gets wrong instead, as Pardoe & Stone's first stage
-                # shifts it towards the target; no vote.
-                target_update = 2.0**loss
+                # No better than chance, as far as these few target rows can tell:
+                # shift weight from the source to the whole target, not to the rows
+                # it missed (once AdaBoost has piled the target weight on a few noisy
+                # rows, doubling those again fits the noise).
+                target_update = np.full(loss.shape, 2.0)
                 vote = 0.0
             weights = weights * np.where(is_source, source_factor**loss, target_update)
             # Keep the weights in floating-point range over many rounds.
@@ -127,6 +132,15 @@ class _BaseTrAdaBoost(MetaEstimatorMixin, BaseEstimator):
         self.estimator_weights_ = np.array(self.estimator_weights_)
         self.source_weights_ = weights[is_source] / weights[is_source].mean()
         return self
+
+    @staticmethod
+    def _soft_loss(model, X, y, missed):
+        """1 - P(label) per row from ``predict_proba``; the 0/1 loss without it."""
+        if not hasattr(model, "predict_proba"):
+            return missed
+        proba = model.predict_proba(X)
+        columns = np.searchsorted(model.classes_, y)
+        return np.clip(1.0 - proba[np.arange(y.shape[0]), columns], 0.0, 1.0)
 
     def _fit_source_only(self, X_fit, y_fit, rng):
         """One round on the source rows: no target rows to boost against or to score."""
@@ -177,10 +191,13 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
     estimators_ : list of classifiers
         The fitted clone of every round.
     estimator_errors_ : ndarray of shape (n_estimators,)
-        Weighted error of each round on the labelled target rows.
+        Weighted error of each round on the labelled target rows: the mean of
+        1 - P(label) (of the 0/1 loss if the estimator has no
+        ``predict_proba``).
     estimator_weights_ : ndarray of shape (n_estimators,)
-        Each round's vote: log((1 - error) / error), the error clipped to
-        [1e-10, 1/2] (so 0 for a round no better than chance).
+        Each round's vote: log((1 - error) / error), the error floored at
+        1e-10; 0 for a round whose weighted 0/1 target error is not one
+        standard error below 1/2 (no better than chance).
     source_weights_ : ndarray of shape (n_source_rows,)
         Final weights of the source rows (mean 1): low means "does not
         follow the target's labelling".
@@ -237,10 +254,6 @@ class TrAdaBoostClassifier(ClassifierMixin, _BaseTrAdaBoost):
                 "TrAdaBoostClassifier needs at least 2 classes; got one class, "
                 f"{self.classes_.tolist()}."
             )
-
-    @staticmethod
-    def _row_loss(pred, y):
-        return (pred != y).astype(float)
 
     def predict_proba(self, X):
         """Share of the weighted vote of the voting rounds for each class.

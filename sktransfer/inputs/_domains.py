@@ -124,6 +124,21 @@ def guess_unlabelled_mask(y) -> np.ndarray:
     return unlabelled_mask(y, regression=False)
 
 
+def _check_minus_one_is_not_a_class(labelled_y) -> None:
+    """A ValueError when reading y == -1 as unlabelled leaves one class (y in {-1, 1})."""
+    classes = np.unique(labelled_y)
+    if classes.size == 1:
+        only = classes[0].item() if isinstance(classes[0], np.generic) else classes[0]
+        raise ValueError(
+            f"Without sample_domain, rows with y == -1 are read as unlabelled target rows, "
+            f"which leaves the labelled rows only one class: {only!r}. If -1 is one of your "
+            "classes (labels in {-1, 1}), recode it, e.g. y = np.where(y == -1, 0, y), and "
+            "say which rows are target rows with sample_domain (>= 0 source, < 0 target), "
+            "setting y = -1 only on the target rows without a label: "
+            "fit(X, y, sample_domain=sample_domain)."
+        )
+
+
 def resolve_domains(
     y, sample_domain, n_samples: int, *, regression: bool, allow_no_target: bool = False
 ) -> Domains:
@@ -140,6 +155,8 @@ def resolve_domains(
     if sample_domain is None:
         target, labelled_target = unlabelled, np.zeros(n_samples, dtype=bool)
         how = f"pass sample_domain (< 0 for target rows) or set y = {marker} on target rows"
+        if not regression and unlabelled.any():
+            _check_minus_one_is_not_a_class(np.asarray(y)[~unlabelled])
     else:
         target = check_sample_domain(sample_domain, n_samples) < 0
         labelled_target = target & ~unlabelled

@@ -13,20 +13,36 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, get_tags
 
 from ._checks import _check_matrix
 
 __all__ = ["mmd", "proxy_a_distance"]
 
 
-def _check_domains(Xs: ArrayLike, Xt: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    Xs = _check_matrix(Xs, "Xs")
-    Xt = _check_matrix(Xt, "Xt")
+def _check_domains(
+    Xs: ArrayLike, Xt: ArrayLike, *, allow_nan: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    checked = []
+    for X, name in ((Xs, "Xs"), (Xt, "Xt")):
+        if allow_nan and not isinstance(X, str):
+            try:
+                values = np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError):
+                values = None  # _check_matrix names the problem
+            if values is not None:
+                # NaN passes (the classifier takes it); infinity and bad shapes do not.
+                missing = np.isnan(values)
+                _check_matrix(np.where(missing, 0.0, values), name)
+                checked.append(values)
+                continue
+        checked.append(_check_matrix(X, name))
+    Xs, Xt = checked
     if Xs.shape[1] != Xt.shape[1]:
         raise ValueError(
             f"Xs has {Xs.shape[1]} features but Xt has {Xt.shape[1]}; "
@@ -179,6 +195,9 @@ def proxy_a_distance(
         The domain classifier. None uses
         ``make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))``,
         a linear separator; a more flexible classifier gives a larger distance.
+        NaN in Xs or Xt is passed to an estimator that takes it
+        (``HistGradientBoostingClassifier``); the default then first imputes
+        the median and adds a 0/1 column per feature with NaN.
     cv : int or cross-validation splitter, default=5
         An int means a ``StratifiedKFold`` with that many shuffled folds.
     random_state : int, RandomState instance or None, default=None
@@ -207,9 +226,25 @@ def proxy_a_distance(
     >>> proxy_a_distance(source, same, random_state=0)
     0.0
     """
-    Xs, Xt = _check_domains(Xs, Xt)
+    takes_nan = estimator is None or get_tags(estimator).input_tags.allow_nan
+    Xs, Xt = _check_domains(Xs, Xt, allow_nan=True)
+    if not takes_nan:
+        for X, name in ((Xs, "Xs"), (Xt, "Xt")):
+            rows = np.flatnonzero(np.isnan(X).any(axis=1))
+            if rows.size:
+                raise ValueError(
+                    f"{name} has NaN (first in row {rows[0]}) and the estimator, "
+                    f"{type(estimator).__name__}, does not take NaN. Impute it, pass an "
+                    "estimator that takes NaN (HistGradientBoostingClassifier), or leave "
+                    "estimator=None (the default imputes and adds missing-value indicators)."
+                )
     if estimator is None:
-        estimator = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        impute = []
+        if np.isnan(Xs).any() or np.isnan(Xt).any():
+            # Where a value is missing can itself tell the domains apart (a site that
+            # never measures it): the median and a 0/1 column per feature with NaN.
+            impute = [SimpleImputer(strategy="median", add_indicator=True)]
+        estimator = make_pipeline(*impute, StandardScaler(), LogisticRegression(max_iter=1000))
     if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool):
         if cv < 2 or cv > min(Xs.shape[0], Xt.shape[0]):
             raise ValueError(
