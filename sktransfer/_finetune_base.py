@@ -5,6 +5,7 @@ runs the engine's phases (``sktransfer.training``) and stores what they return."
 from __future__ import annotations
 
 import copy
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,7 +25,7 @@ from ._backbone_estimator import (
 from ._device import resolve_device
 from ._extract import extract
 from ._torch import Seed
-from .backbones import spec_modality
+from .backbones import param_blocks, spec_modality
 from .features import PretrainedFeatures
 from .inputs import as_source
 from .training import (
@@ -36,6 +37,7 @@ from .training import (
     TransferModel,
     body_family,
     budget_epochs,
+    check_freeze,
     check_process_group,
     first_branch,
     fit_probe,
@@ -101,8 +103,9 @@ class FineTuneBase(BackboneEstimator):
         seed = seed_of(self.random_state)
         if self.strategy == "ddp":
             seed = shared_seed(seed)  # every process shuffles and splits the rows alike
+        self.interrupted_ = False
         with Seed(seed):
-            continuing = self.warm_start and hasattr(self, "net_")
+            continuing = self.warm_start and hasattr(self, "net_") and self._same_backbone()
             data = self._prepare(
                 X, y, sample_weight, sample_domain, reset=not continuing, seed=seed
             )
@@ -154,9 +157,31 @@ class FineTuneBase(BackboneEstimator):
             self._train_all(data, self._plan(data, epochs=None if first else self.max_epochs_), 1)
         return self
 
+    def _same_backbone(self) -> bool:
+        """Whether ``warm_start`` can continue: the fitted body is still the backbone asked
+        for (``set_params(backbone=...)`` since the last fit starts from the new one)."""
+        spec = self.backbone
+        fitted = self.__dict__.get("_fitted_spec")
+        same = spec is fitted or (isinstance(spec, str) and spec == fitted)
+        if fitted is not None and not same:
+            warnings.warn(
+                f"{type(self).__name__}(warm_start=True): backbone was changed since the last "
+                "fit, so this fit starts from the new backbone instead of continuing the "
+                "fitted body.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return same or fitted is None
+
     def _check_params(self):
         """Checks sklearn's constraints cannot express, before any row is read."""
         check_backbone_params(self)
+        if self.max_epochs == 0 and not self.linear_probe:
+            raise ValueError(
+                "max_epochs=0 with linear_probe=False trains nothing: the head would keep "
+                "its random weights. Set linear_probe=True (the head solved on the frozen "
+                "features) or max_epochs >= 1."
+            )
         if self.strategy == "ddp":
             check_process_group(self)
         if self.adapter is not None and self.freeze == "backbone":
@@ -235,6 +260,8 @@ class FineTuneBase(BackboneEstimator):
         features._fit(data.source, data.modality)
         bb = features.backbone_
         make_trainable(bb.module)
+        check_freeze(self.freeze, param_blocks(bb.module))
+        self._fitted_spec = self.backbone
         self.modality_, self.backbone_ = data.modality, bb
         self.module_ = TransferModel(self._make_body(bb), self._make_head(bb.dim))
         self.family_ = body_family(bb.module, self.modality_)
@@ -318,6 +345,16 @@ class FineTuneBase(BackboneEstimator):
             net=previous,
         )
         self.backbone_.compute_fingerprint()
+        if getattr(self.net_, "interrupted_", False):
+            self.interrupted_ = True
+            done = len(self.net_.history)
+            warnings.warn(
+                f"{type(self).__name__}.fit was interrupted (KeyboardInterrupt) after {done} "
+                f"of {epochs} epochs: the estimator holds the weights of that moment, and "
+                "interrupted_ is True.",
+                UserWarning,
+                stacklevel=4,
+            )
         return self
 
     def _forward(self, X):
@@ -328,8 +365,14 @@ class FineTuneBase(BackboneEstimator):
             # differently), so a row's prediction would depend on its neighbours; a small
             # MLP is cheap in float64, where that noise falls below any tolerance.
             module = copy.deepcopy(self.module_).double().eval()
-            with torch.inference_mode():
-                return module(torch.from_numpy(source.X).double()).numpy()
+            X = torch.from_numpy(source.X)
+            with torch.inference_mode():  # batch by batch: memory bounded by batch_size
+                return np.concatenate(
+                    [
+                        module(X[i : i + self.batch_size].double()).numpy()
+                        for i in range(0, max(len(X), 1), self.batch_size)
+                    ]
+                )
         if self.freeze == "backbone":
             # The body never trained: its features come from the cache, only the head runs.
             Z = extract(
@@ -358,11 +401,15 @@ class FineTuneBase(BackboneEstimator):
         rows += [dict(r, phase="head") for r in getattr(self, "head_history_", [])]
         if self.freeze != "backbone":
             rows += [dict(r, phase="all") for r in self.net_.history]
-        return rows
+        # numpy scalars print as np.float64(...): plain Python numbers read as numbers
+        return [
+            {k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in rows
+        ]
 
     def __getstate__(self):
         # backbone_.module is module_.body: store it once, relink it on load.
         state = self.__dict__.copy()
+        state.pop("_fitted_spec", None)  # the user's object: never a second copy
         if "backbone_" in state:
             bb = copy.copy(state["backbone_"])
             bb.module = None
@@ -371,6 +418,8 @@ class FineTuneBase(BackboneEstimator):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if "net_" in state:
+            self._fitted_spec = self.backbone  # unpickled together: the same spec
         if "backbone_" in state and "net_" in state:
             self.module_ = self.net_.module_
             self.backbone_.module = first_branch(self.module_.body)

@@ -440,7 +440,14 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         check_classification_targets(y_lab)
         if reset:
             self._y_kind, self.n_outputs_ = "single", 1
-            self.classes_ = np.unique(y_lab) if classes is None else np.asarray(classes)
+            # classes in any order, as scikit-learn's partial_fit takes them: sorted
+            self.classes_ = np.unique(y_lab if classes is None else np.asarray(classes))
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least two classes; y has only "
+                    f"{self.classes_.tolist()}. Pass classes=[...] to partial_fit when the "
+                    "first batch lacks some."
+                )
             self.class_weight_ = None
             if self.class_weight is not None:
                 if isinstance(self.class_weight, list):
@@ -476,7 +483,7 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
             if multilabel:  # as MLPClassifier: one class per label, probabilities (n, labels)
                 self.classes_ = np.arange(y.shape[1])
             elif classes is not None:
-                self.classes_ = [np.asarray(c) for c in classes]
+                self.classes_ = [np.unique(np.asarray(c)) for c in classes]
             else:
                 self.classes_ = [np.unique(col) for col in cols]
             self.class_weight_ = self._multi_class_weight(cols)

@@ -389,18 +389,18 @@ def test_fp16_precision_trains_with_a_grad_scaler():
 def test_head_starts_as_the_converged_linear_probe():
     from sklearn.linear_model import LogisticRegressionCV
 
-    from sktransfer.training import PROBE_CS, PROBE_CV
+    from sktransfer.training import PROBE_CS, PROBE_CV, PROBE_LRCV_OPTIONS
 
     X, y = images()
     body = small_convnet()
     clf = FineTuneClassifier(body, freeze="backbone", random_state=0).fit(X, y)
     Z = PretrainedFeatures(small_convnet(), random_state=0).fit_transform(X)
     lrcv = LogisticRegressionCV(
-        Cs=list(PROBE_CS), cv=PROBE_CV, scoring="neg_log_loss", max_iter=1000
+        Cs=list(PROBE_CS), cv=PROBE_CV, scoring="neg_log_loss", max_iter=1000, **PROBE_LRCV_OPTIONS
     )
     Zs = (Z - Z.mean(0)) / Z.std(0).mean()  # centred, one scale for all features
     lrcv.fit(Zs, y)
-    assert clf.probe_regularization_ == lrcv.C_[0]
+    assert clf.probe_regularization_ == np.ravel(lrcv.C_)[0]
     np.testing.assert_allclose(clf.predict_proba(X), lrcv.predict_proba(Zs), atol=1e-4)
     assert [h["phase"] for h in clf.history_] == ["probe"]
 

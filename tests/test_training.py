@@ -16,6 +16,7 @@ from sktransfer.training import (
     L2SP,
     PROBE_CS,
     PROBE_CV,
+    PROBE_LRCV_OPTIONS,
     RECIPES,
     BranchedBody,
     LossTask,
@@ -236,9 +237,9 @@ def test_the_logistic_probe_is_scikit_learns_cross_validated_logistic_regression
     sd = X.std(0).mean()
     Xs = (X - X.mean(0)) / sd
     ref = LogisticRegressionCV(
-        Cs=list(PROBE_CS), cv=PROBE_CV, scoring="neg_log_loss", max_iter=1000
+        Cs=list(PROBE_CS), cv=PROBE_CV, scoring="neg_log_loss", max_iter=1000, **PROBE_LRCV_OPTIONS
     ).fit(Xs, y)
-    assert C == ref.C_[0]
+    assert C == np.ravel(ref.C_)[0]
     # the standardisation is folded into one linear layer on the raw features
     np.testing.assert_allclose(X @ weight.T + bias, ref.decision_function(Xs), rtol=1e-4, atol=1e-3)
     p = np.exp(X @ weight.T + bias)

@@ -20,7 +20,14 @@ from ._adaptation import (
     coral_loss,
     make_adaptation_loss,
 )
-from ._assemble import AdapterSpec, Trainable, assemble, frozen_names, fully_frozen_modules
+from ._assemble import (
+    AdapterSpec,
+    Trainable,
+    assemble,
+    check_freeze,
+    frozen_names,
+    fully_frozen_modules,
+)
 from ._data import SourceDataset, TrainingDataset, identity_collate
 from ._distributed import (
     check_process_group,
@@ -56,6 +63,7 @@ from ._probe import (
     PROBE_CS,
     PROBE_CV,
     PROBE_FALLBACK_C,
+    PROBE_LRCV_OPTIONS,
     fit_linear_probe,
     fit_task_probes,
 )
@@ -79,6 +87,7 @@ __all__ = [
     "PROBE_CS",
     "PROBE_CV",
     "PROBE_FALLBACK_C",
+    "PROBE_LRCV_OPTIONS",
     "RECIPES",
     "AdaptationLoss",
     "AdapterSpec",
@@ -100,6 +109,7 @@ __all__ = [
     "adapter_parameters",
     "apply_adapter",
     "assemble",
+    "check_freeze",
     "base_param_name",
     "bitfit_parameters",
     "body_family",

@@ -110,6 +110,17 @@ def unfreeze(model: nn.Module) -> None:
         p.requires_grad_(True)
 
 
+def check_freeze(freeze, blocks) -> None:
+    """A ``freeze=k`` the body can honour: at most its number of blocks."""
+    if isinstance(freeze, (int, np.integer)) and not isinstance(freeze, bool):
+        if int(freeze) > len(blocks):
+            raise ValueError(
+                f"freeze={int(freeze)} but the body has {len(blocks)} blocks (as "
+                "sktransfer.backbones.param_blocks counts them): use at most "
+                f"{len(blocks)}, or freeze='backbone' to train the head alone."
+            )
+
+
 def frozen_names(named_params: list[str], blocks: list[list[str]], freeze) -> set[str]:
     """Parameter names kept frozen by ``freeze`` ("backbone", "none", int k, or patterns)."""
     if freeze == "none" or freeze is None:

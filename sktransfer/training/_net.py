@@ -7,12 +7,13 @@ import copy
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import ProgressBar
+from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 from torch import nn
 
 from .._device import autocast, autocast_dtype, halve_on_oom
+from .._log import PrintLog
 from . import _distributed
 from ._data import identity_collate
 from ._loss import TransferCriterion
@@ -141,6 +142,20 @@ class TransferNet(NeuralNet):
         return _distributed.sharded_loader(dataset, **kwargs)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        # skorch ends a fit quietly on KeyboardInterrupt (Ctrl+C, or a callback's): keep
+        # that graceful stop, but record it so that the estimator can say so.
+        self.interrupted_ = False
+        try:
+            return self._fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            # skorch's EarlyStopping stops a fit the same way: that one is no interruption
+            self.interrupted_ = not any(
+                isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
+                for _, cb in self.callbacks_
+            )
+            raise
+
+    def _fit_loop(self, X, y=None, epochs=None, **fit_params):
         if not self.distributed:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         # The replica's forward, not the replica: skorch registers any module set on the
@@ -202,6 +217,7 @@ def make_net(plan, module, *, tasks, max_epochs, lr=None, adaptation=None, **kwa
         criterion__adaptation=adaptation,
         criterion__adaptation_weight=plan.adaptation_weight,
         criterion__n_features=plan.n_features,
+        callbacks__print_log=PrintLog(),
         optimizer=torch.optim.AdamW,
         lr=plan.lr if lr is None else lr,
         optimizer__weight_decay=plan.weight_decay,

@@ -33,6 +33,7 @@ def head_features(backbone, data, plan, rows):
         precision=plan.precision,
         num_workers=plan.num_workers,
         cache=plan.cache,
+        verbose=plan.verbosity,
     )
     return Z, {k: v[rows] for k, v in data.targets.items() if k != "d"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
@@ -25,6 +26,13 @@ PROBE_FALLBACK_C = 0.05
 # column (auto MPG is sorted by model year) picked another C and cost the region task 3
 # points (0.767 vs 0.799 on 242 cars, bench_multitask).
 PROBE_CV = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+# scikit-learn 1.9 announces new defaults for 1.10 (l1_ratios, the fitted attributes);
+# ask for the plain L2 penalty and the new attributes where they exist.
+_LRCV_PARAMS = inspect.signature(LogisticRegressionCV).parameters
+PROBE_LRCV_OPTIONS = {
+    **({"l1_ratios": (0.0,)} if "l1_ratios" in _LRCV_PARAMS else {}),
+    **({"use_legacy_attributes": False} if "use_legacy_attributes" in _LRCV_PARAMS else {}),
+}
 
 
 def fit_linear_probe(
@@ -93,16 +101,17 @@ def _logistic(Zs, y, sw, n_outputs):
         return weight, bias, reg
     keep = sw > 0
     with warnings.catch_warnings():
-        # An unconverged L-BFGS head is still a good start for fine-tuning; and
-        # LogisticRegressionCV's announcements of its own API changes are not the
-        # user's concern.
+        # An unconverged L-BFGS head is still a good start for fine-tuning.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", FutureWarning)
         if counts.min() >= 3:
             lr = LogisticRegressionCV(
-                Cs=list(PROBE_CS), cv=PROBE_CV, scoring="neg_log_loss", max_iter=1000
+                Cs=list(PROBE_CS),
+                cv=PROBE_CV,
+                scoring="neg_log_loss",
+                max_iter=1000,
+                **PROBE_LRCV_OPTIONS,
             ).fit(Zs[keep], y[keep], sample_weight=sw[keep])
-            reg = float(lr.C_[0])
+            reg = float(np.ravel(lr.C_)[0])
         else:
             lr = LogisticRegression(C=reg, max_iter=1000)
             lr.fit(Zs[keep], y[keep], sample_weight=sw[keep])
