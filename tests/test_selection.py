@@ -125,7 +125,20 @@ def test_hscore_equals_bao_trace_formula(n, d):
     F, y = _blobs(n, d)
     g = _between_class_features(F, y)
     expected = np.trace(np.linalg.pinv(np.cov(F.T)) @ np.cov(g.T))
-    assert hscore(F, y) == pytest.approx(expected, rel=1e-8)
+    assert hscore(F, y, shrinkage="none") == pytest.approx(expected, rel=1e-8)
+
+
+def test_hscore_shrinks_by_default_when_samples_are_fewer_than_features():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 20)  # 200 rows, 10 classes
+    noise = rng.standard_normal((200, 1280))
+    informative = noise + 0.3 * rng.standard_normal((10, 1280))[y]  # a class mean each
+    # the plain score saturates at n_classes - 1 for any features when N < D
+    assert hscore(noise, y, shrinkage="none") == pytest.approx(9.0)
+    assert hscore(informative, y, shrinkage="none") == pytest.approx(9.0)
+    assert hscore(noise, y) < 1.0
+    assert 5 * hscore(noise, y) < hscore(informative, y) < 9.0
+    assert hscore(noise, y) == hscore(noise, y, shrinkage="auto")
 
 
 def test_regularised_hscore_uses_ledoit_wolf_shrinkage():

@@ -257,7 +257,7 @@ def hscore(
     features: ArrayLike,
     y: ArrayLike,
     *,
-    shrinkage: float | Literal["auto"] | None = None,
+    shrinkage: float | Literal["auto", "none"] | None = None,
 ) -> float:
     r"""H-score: how much feature variance lies between the classes.
 
@@ -277,8 +277,13 @@ def hscore(
         Features of the target data from the candidate model.
     y : array-like of shape (n_samples,)
         Class labels, any type, at least two classes.
-    shrinkage : "auto" or float in [0, 1], default=None
-        None: the pseudo-inverse of the sample covariance (eigenvalues below
+    shrinkage : None, "auto", "none" or float in [0, 1], default=None
+        None: "auto" when there are no more samples than features (N <= D), "none"
+        otherwise. With N <= D the sample covariance has rank below D, and its
+        pseudo-inverse whitens the class means perfectly: the plain score is then
+        ``n_classes - 1`` for any features, random ones included (200 MNIST digits
+        on 1,280 EfficientNet features: 9.0000 for every candidate). "none": the
+        pseudo-inverse of the sample covariance (eigenvalues below
         :math:`\max(N, D)\,\epsilon\,\lambda_{\max}` are dropped). A float
         :math:`a`: the regularised H-score of Ibrahim et al. (2022),
         :math:`\operatorname{tr}(\Sigma_a^{-1} (1-a)
@@ -319,10 +324,12 @@ def hscore(
         and not isinstance(shrinkage, bool)
         and 0 <= shrinkage <= 1
     )
-    if not (
-        shrinkage is None or is_fraction or (isinstance(shrinkage, str) and shrinkage == "auto")
-    ):
-        raise ValueError(f"shrinkage must be None, 'auto' or a float in [0, 1]; got {shrinkage!r}.")
+    if not (shrinkage is None or is_fraction or shrinkage in ("auto", "none")):
+        raise ValueError(
+            f"shrinkage must be None, 'auto', 'none' or a float in [0, 1]; got {shrinkage!r}."
+        )
+    if shrinkage is None:
+        shrinkage = "auto" if n <= d else "none"
 
     mean = F.mean(axis=0)
     Fc = F - mean
@@ -339,7 +346,7 @@ def hscore(
     # diag(V^T cov(E[f|y]) V), i.e. the between-class variance along each eigenvector
     between = (counts / n) @ (class_dev @ V) ** 2
 
-    if shrinkage is None:
+    if shrinkage == "none":
         keep = lam > max(n, d) * _EPS * lam.max()
         return float((between[keep] / lam[keep]).sum())
     a = _ledoit_wolf_shrinkage(Fc, lam) if shrinkage == "auto" else float(shrinkage)
