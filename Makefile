@@ -56,6 +56,11 @@ peers: $(STAMP)
 	$(PEERS)/bin/python -m pip install -q --upgrade pip
 	$(PEERS)/bin/python -m pip install -q --no-deps skada==0.6.0 adapt==0.4.5
 	$(PEERS)/bin/python -m pip install -q POT cvxopt numba scikeras tensorflow-cpu fastai==2.8.12
+	# SetFit for bench_suite.py's text rows, without its pins: torch, transformers and
+	# sentence-transformers stay the project's; then what datasets and evaluate import and
+	# the project's venv lacks (pip check lists nothing else for them).
+	$(PEERS)/bin/python -m pip install -q --no-deps setfit==1.2.0 datasets evaluate
+	$(PEERS)/bin/python -m pip install -q dill multiprocess pyarrow xxhash
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
