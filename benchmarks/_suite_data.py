@@ -52,7 +52,7 @@ class Data:
 
 
 def draw(data: Data, n: int, seed: int):
-    """``n`` class-balanced training rows of the pool; the same (data set, n, seed), the same rows."""
+    """``n`` class-balanced rows of the pool: the same (data set, n, seed), the same rows."""
     rows = balanced(data.y_pool, n, np.random.default_rng(1000 + seed))
     return data.X_pool[rows], data.y_pool[rows]
 
