@@ -115,7 +115,7 @@ def test_the_table_shows_every_seed_the_ratio_the_rule_and_what_has_not_run():
     assert "digits N=300 seed 0 torch@64: ValueError: bad" in table
 
 
-@pytest.mark.slow  # two processes import torch and fit EfficientNet-Lite0: ~40 s here
+@pytest.mark.slow  # three processes import torch, one fits EfficientNet-Lite0: 90 s loaded
 def test_quick_runs_one_cell_resumes_and_writes_the_table(tmp_path):
     out = tmp_path / "quick.jsonl"
     cmd = [sys.executable, str(BENCH / "bench_suite.py"), "--quick", "--threads", "1"]
