@@ -431,8 +431,12 @@ def markdown(records: list[dict], *, sizes=None, datasets=None) -> str:
             "| method | " + " | ".join(f"N={n:,}" for n in ns) + " |",
             "|---|" + "---:|" * len(ns),
         ]
+        idle = []  # rows of the grid with no result at any N: named below, not tabled
         for method, size in rows:
             line = [_row_name(kind, method, size)]
+            if not any(cells.get((method, size, n)) for n in ns):
+                idle.append(line[0])
+                continue
             for n in ns:
                 got = cells.get((method, size, n))
                 if got:
@@ -455,7 +459,8 @@ def markdown(records: list[dict], *, sizes=None, datasets=None) -> str:
                     line.append(f"{ratio:.1f}x")
                 else:
                     line.append("")
-            lines.append("| " + " | ".join(line) + " |")
+            if any(line[1:]):
+                lines.append("| " + " | ".join(line) + " |")
         # Issue 20's rule: the fine-tune >= max(raw, probe) - one standard error of the test
         # accuracy (binomial, at the better baseline's accuracy and this test set's size).
         for size in image_sizes if kind == "images" else [None]:
@@ -476,7 +481,8 @@ def markdown(records: list[dict], *, sizes=None, datasets=None) -> str:
                 got = np.mean([r["accuracy"] for r in ft])
                 margin = got - (best - _se(best, r0["n_test"]))
                 line.append(f"{'holds' if margin >= 0 else 'BROKEN'} ({got - best:+.3f})")
-            lines.append("| " + " | ".join(line) + " |")
+            if any(line[1:]):
+                lines.append("| " + " | ".join(line) + " |")
         epochs = {}
         for r in recs:
             if r["method"] == "finetune" and r.get("epochs"):
@@ -484,6 +490,8 @@ def markdown(records: list[dict], *, sizes=None, datasets=None) -> str:
                     f"{r['epochs'][0]}+{r['epochs'][1]}"
                 )
         lines += ["", f"_{about}._"]
+        if idle:
+            lines.append("_Not run yet at any N: " + "; ".join(idle) + "._")
         if epochs:
             lines.append(
                 "_Epochs of the default fine-tune (head-only + unfrozen): "

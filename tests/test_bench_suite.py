@@ -113,6 +113,9 @@ def test_the_table_shows_every_seed_the_ratio_the_rule_and_what_has_not_run():
     assert rule[1] == "BROKEN (-0.040)" and rule[2] == "holds (+0.050)"
     assert "0+4" in table and "0+5" in table
     assert "digits N=300 seed 0 torch@64: ValueError: bad" in table
+    # A row of the grid with no result at any N is named, not tabled.
+    assert "fastai fine_tune, the fine-tune's epochs, image_size=64" not in rows
+    assert "Not run yet at any N: PyTorch tutorial loop" in table
 
 
 @pytest.mark.slow  # three processes import torch, one fits EfficientNet-Lite0: 90 s loaded

@@ -90,8 +90,9 @@ def test_the_suite_builds_every_estimator_in_calls_the_check_reads():
     names = [name for _, name, _ in _calls(suite)]
     assert names.count("FineTuneClassifier") >= 3  # text, images native, images at a size
     assert names.count("FeatureTransferClassifier") >= 3
-    sized = [kws for _, name, kws in _calls(suite) if "image_size" in kws]
-    assert len(sized) == 2 and _bad_keywords(suite) == []
+    sized = {name for _, name, kws in _calls(suite) if "image_size" in kws}
+    assert sized == {"FineTuneClassifier", "FeatureTransferClassifier"}
+    assert _bad_keywords(suite) == []
 
 
 def test_the_suite_passes_setfit_only_parameters_it_takes():
