@@ -51,8 +51,13 @@ test-threads: $(STAMP)
 test-fast: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
+# The cross-data-set suite runs for days on a CPU: `make bench` checks it with --quick;
+# run it whole (resumable) with `$(PY) benchmarks/bench_suite.py`.
 bench: $(STAMP)
-	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	for f in benchmarks/bench_*.py; do \
+		case $$f in */bench_suite.py) args=--quick ;; *) args= ;; esac; \
+		echo "== $$f $$args"; $(PY) $$f $$args || exit 1; \
+	done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sktransfer tests benchmarks
