@@ -39,6 +39,7 @@ from .training import (
     budget_epochs,
     check_freeze,
     check_process_group,
+    drop_training_state,
     first_branch,
     fit_probe,
     import_peft,
@@ -99,6 +100,13 @@ class FineTuneBase(BackboneEstimator):
     _parameter_constraints = FINETUNE_CONSTRAINTS
 
     def _fit(self, X, y, sample_weight=None, sample_domain=None):
+        self._fit_phases(X, y, sample_weight, sample_domain)
+        # A fitted model keeps what predict needs: the optimiser's state (twice the
+        # weights) is dropped; warm_start's next fit builds a new one anyway.
+        drop_training_state(self.net_)
+        return self
+
+    def _fit_phases(self, X, y, sample_weight, sample_domain):
         self._check_params()
         seed = seed_of(self.random_state)
         if self.strategy == "ddp":
@@ -410,6 +418,8 @@ class FineTuneBase(BackboneEstimator):
         # backbone_.module is module_.body: store it once, relink it on load.
         state = self.__dict__.copy()
         state.pop("_fitted_spec", None)  # the user's object: never a second copy
+        if "net_" in state:
+            state.pop("module_", None)  # net_.module_, relinked on load
         if "backbone_" in state:
             bb = copy.copy(state["backbone_"])
             bb.module = None

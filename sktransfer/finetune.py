@@ -444,7 +444,7 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
             self.classes_ = np.unique(y_lab if classes is None else np.asarray(classes))
             if len(self.classes_) < 2:
                 raise ValueError(
-                    f"{type(self).__name__} needs at least two classes; y has only "
+                    f"{type(self).__name__} needs at least two classes, but y has one class: "
                     f"{self.classes_.tolist()}. Pass classes=[...] to partial_fit when the "
                     "first batch lacks some."
                 )

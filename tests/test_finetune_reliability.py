@@ -39,7 +39,7 @@ def test_partial_fit_takes_the_classes_in_any_order(table):
 
 def test_a_classifier_fitted_on_one_class_is_an_error_as_in_scikit_learn(table):
     X, _ = table
-    with pytest.raises(ValueError, match=r"needs at least two classes; y has only \[1\]"):
+    with pytest.raises(ValueError, match=r"needs at least two classes, but y has one class: \[1\]"):
         FineTuneClassifier(body()).fit(X, np.ones(len(X), int))
 
 
@@ -120,3 +120,31 @@ def test_a_redirected_epoch_table_has_no_terminal_colour_codes(table, capsys):
     printed = capsys.readouterr().out
     assert "train_loss" in printed
     assert not re.search("\x1b\\[", printed)
+
+
+def test_a_fitted_fine_tune_pickles_at_most_one_and_a_half_times_its_weights():
+    import pickle
+
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(200, 64).astype(np.float32), rng.randint(0, 3, 200)
+    wide = nn.Sequential(nn.LazyLinear(1024), nn.ReLU(), nn.Linear(1024, 256), nn.ReLU())
+    clf = FineTuneClassifier(wide, max_epochs=2, random_state=0).fit(X, y)
+    weights = sum(t.numel() * t.element_size() for t in clf.module_.state_dict().values())
+    # beyond the backbone parameter itself (the user's module; a registered name costs
+    # nothing)
+    spec = len(pickle.dumps(clf.backbone))
+    assert len(pickle.dumps(clf)) < 1.5 * weights + spec
+    assert clf.net_.optimizer_ is None  # AdamW's moments: twice the weights, not kept
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+
+
+def test_partial_fit_after_fit_trains_on_from_the_fitted_weights(table):
+    X, y = table
+    clf = FineTuneClassifier(body(), max_epochs=3, random_state=0).fit(X, y)
+    before = clf.predict_proba(X)
+    clf.partial_fit(X, y)
+    assert len(clf.net_.history) == 4  # the fit's three epochs, then one more
+    assert not np.array_equal(clf.predict_proba(X), before)
+    clf.partial_fit(X, y)  # its optimiser state is kept between partial_fit calls
+    assert clf.net_.optimizer_ is not None

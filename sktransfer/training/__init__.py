@@ -44,7 +44,7 @@ from ._model import (
     load_linear_heads,
     make_trainable,
 )
-from ._net import TransferNet, fit_net, make_net
+from ._net import TransferNet, drop_training_state, fit_net, make_net, resume_training
 from ._peft import (
     ADAPTERS,
     adapter_parameters,
@@ -116,6 +116,7 @@ __all__ = [
     "budget_epochs",
     "check_process_group",
     "coral_loss",
+    "drop_training_state",
     "first_branch",
     "fit_linear_probe",
     "fit_net",
@@ -138,6 +139,7 @@ __all__ = [
     "rank_device",
     "resolve_batchnorm",
     "resolve_lr",
+    "resume_training",
     "shared_seed",
     "split_rows",
     "steps_per_epoch",

@@ -7,7 +7,7 @@ import copy
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 from torch import nn
@@ -182,7 +182,27 @@ class TransferNet(NeuralNet):
             return tuple(o.float() for o in out)
         return out.float()
 
+    def __getstate__(self):
+        # skorch pickles module (the parameter) and module_ (the initialised one) apart,
+        # so the one module given as an instance would be stored twice.
+        shared = self.__dict__.get("module") is self.__dict__.get("module_")
+        if not shared:
+            return super().__getstate__()
+        module, self.module = self.module, None
+        try:
+            state = super().__getstate__()
+        finally:
+            self.module = module
+        state["module_is_module_"] = True
+        return state
+
     def __setstate__(self, state):
+        shared = state.pop("module_is_module_", False)
+        self._load_state(state)
+        if shared:
+            self.module = self.module_
+
+    def _load_state(self, state):
         # Version 0.1.0 kept the loss's pieces on the net and an unused nn.Identity in the
         # criterion slot: move them into the criterion, so such a net trains on.
         legacy = {k: state.pop(k) for k in _LEGACY if k in state}
@@ -238,6 +258,25 @@ def make_net(plan, module, *, tasks, max_epochs, lr=None, adaptation=None, **kwa
         channels_last=pin and plan.is_conv,
         **{"train_split": None, **kwargs},
     )
+
+
+def drop_training_state(net) -> None:
+    """Forget what only a continuing optimiser needs: AdamW's moments (twice the
+    weights) and the schedules that hold the optimiser. A fitted estimator keeps what
+    predict needs; ``resume_training`` rebuilds the rest."""
+    net.optimizer_ = None
+    for _, cb in net.callbacks_:
+        if isinstance(cb, LRScheduler):
+            cb.lr_scheduler_ = None
+
+
+def resume_training(net) -> None:
+    """A net whose training state was dropped trains on (partial_fit): fresh AdamW
+    moments for the same groups, at their peak rates, with no schedule."""
+    if net.optimizer_ is not None:
+        return
+    net.callbacks_ = [(n, cb) for n, cb in net.callbacks_ if not isinstance(cb, LRScheduler)]
+    net.initialize_optimizer()
 
 
 def fit_net(net, dataset, device, partial=False):

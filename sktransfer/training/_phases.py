@@ -16,7 +16,7 @@ from . import _distributed
 from ._assemble import assemble, unfreeze
 from ._data import SourceDataset, TrainingDataset
 from ._model import TaskHeads, load_linear_heads
-from ._net import fit_net, make_net
+from ._net import fit_net, make_net, resume_training
 from ._peft import merge_adapter
 from ._probe import fit_task_probes
 from ._recipe import RECIPES, OneCycle, budget_epochs
@@ -107,7 +107,9 @@ def train_all(model, backbone, data, plan, tasks, epochs, *, schedule=True, net=
     cbs = _callbacks(plan, len(data.train), epochs, schedule, validating, trainable.l2sp_names)
     if plan.distributed:
         cbs.append(("global_batch", _distributed.GlobalBatchRecord()))
-    if net is None:
+    if net is not None:
+        resume_training(net)
+    else:
         net = make_net(
             plan,
             model,
