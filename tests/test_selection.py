@@ -322,7 +322,10 @@ _F_NAN[3, 1] = np.nan
             lambda: logme_score(_F.astype(str).astype(object) + "x", _Y),
             "features must be .*numeric",
         ),
-        (lambda: hscore(_F, _Y, shrinkage=2.0), "shrinkage must be None, 'auto', 'none' or a float"),
+        (
+            lambda: hscore(_F, _Y, shrinkage=2.0),
+            "shrinkage must be None, 'auto', 'none' or a float",
+        ),
         (lambda: hscore(_F, ["a"] * 10), "single class"),
         (lambda: leep_score(2 * _P, _Y), "row 0 sums to 2"),
         (lambda: leep_score(_P - 0.5, _Y), "negative entry .* softmax"),
