@@ -64,7 +64,7 @@ def test_an_interrupted_fit_warns_and_says_so_in_interrupted_(table):
 
 def test_warm_start_after_a_new_backbone_starts_from_it_and_says_so(table):
     X, y = table
-    clf = FineTuneClassifier(body(), warm_start=True, max_epochs=2, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(body(), warm_start=True, random_state=0).fit(X, y)
     old = clf.backbone_.module
     clf.set_params(backbone=nn.Sequential(nn.LazyLinear(5), nn.ReLU()))
     with pytest.warns(UserWarning, match="backbone was changed since the last fit"):
@@ -75,7 +75,7 @@ def test_warm_start_after_a_new_backbone_starts_from_it_and_says_so(table):
 
 def test_warm_start_with_the_same_backbone_continues_without_a_word(table):
     X, y = table
-    clf = FineTuneClassifier(body(), warm_start=True, max_epochs=2, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(body(), warm_start=True, random_state=0).fit(X, y)
     old = clf.module_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -100,23 +100,23 @@ class Widest(nn.Module):
 def test_predict_on_many_rows_runs_batch_by_batch():
     rng = np.random.RandomState(0)
     X, y = rng.randn(500, 5), rng.randn(500)
-    reg = FineTuneRegressor(Widest(), max_epochs=1, batch_size=32, random_state=0).fit(X, y)
+    reg = FineTuneRegressor(Widest(), random_state=0).fit(X, y)
     Widest.most = 0
     out = reg.predict(rng.randn(5000, 5))
     assert out.shape == (5000,)
-    assert Widest.most <= 32
+    assert Widest.most <= reg.batch_size  # 32, the default
 
 
 def test_history_reads_as_plain_numbers(table):
     X, y = table
-    clf = FineTuneClassifier(body(), max_epochs=2, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(body(), random_state=0).fit(X, y)
     assert "np.float" not in repr(clf.history_)
     assert all(type(h["train_loss"]) is float for h in clf.history_)
 
 
 def test_a_redirected_epoch_table_has_no_terminal_colour_codes(table, capsys):
     X, y = table
-    FineTuneClassifier(body(), max_epochs=3, verbose=1, random_state=0).fit(X, y)
+    FineTuneClassifier(body(), verbose=1, random_state=0).fit(X, y)
     printed = capsys.readouterr().out
     assert "train_loss" in printed
     assert not re.search("\x1b\\[", printed)
@@ -128,7 +128,7 @@ def test_a_fitted_fine_tune_pickles_at_most_one_and_a_half_times_its_weights():
     rng = np.random.RandomState(0)
     X, y = rng.randn(200, 64).astype(np.float32), rng.randint(0, 3, 200)
     wide = nn.Sequential(nn.LazyLinear(1024), nn.ReLU(), nn.Linear(1024, 256), nn.ReLU())
-    clf = FineTuneClassifier(wide, max_epochs=2, random_state=0).fit(X, y)
+    clf = FineTuneClassifier(wide, random_state=0).fit(X, y)
     weights = sum(t.numel() * t.element_size() for t in clf.module_.state_dict().values())
     # beyond the backbone parameter itself (the user's module; a registered name costs
     # nothing)
