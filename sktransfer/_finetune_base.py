@@ -271,6 +271,7 @@ class FineTuneBase(BackboneEstimator):
         check_freeze(self.freeze, param_blocks(bb.module))
         self._fitted_spec = self.backbone
         self.modality_, self.backbone_ = data.modality, bb
+        self.image_size_ = features.image_size_
         self.module_ = TransferModel(self._make_body(bb), self._make_head(bb.dim))
         self.family_ = body_family(bb.module, self.modality_)
         pretrained = self.weights is not None

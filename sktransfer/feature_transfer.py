@@ -137,6 +137,7 @@ class _FeatureTransfer(BackboneEstimator):
         Z = self.features_._transform(self.features_._fit(source, modality)).astype(np.float64)
         self.head_ = head.fit(Z, y, **fit_params)
         self.backbone_ = self.features_.backbone_
+        self.image_size_ = self.features_.image_size_
         self.n_features_out_ = self.features_.n_features_out_
         if hasattr(self.head_, "classes_"):
             self.classes_ = self.head_.classes_
@@ -240,6 +241,8 @@ num_workers, random_state, max_length, missing, verbose
     features_ : PretrainedFeatures
     head_ : classifier
     classes_ : ndarray
+    image_size_ : int, (int, int) or None
+        The crop size images were fed at (see ``image_size``).
 
     Examples
     --------
@@ -298,6 +301,8 @@ num_workers, random_state, max_length, missing, verbose
     ----------
     features_ : PretrainedFeatures
     head_ : regressor
+    image_size_ : int, (int, int) or None
+        The crop size images were fed at (see ``image_size``).
 
     Examples
     --------

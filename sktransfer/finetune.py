@@ -299,6 +299,8 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         The trained net (``net_.module_`` is body + head).
     backbone_ : Backbone
         The fine-tuned body: pass the fitted estimator as ``backbone=`` to transfer it.
+    image_size_ : int, (int, int) or None
+        The crop size images were fed at (see ``image_size``).
     history_ : list of dict
 
     Examples
@@ -687,6 +689,8 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
         Training loss of the linear probe and its ridge ``alpha``.
     net_ : skorch.NeuralNet
     backbone_ : Backbone
+    image_size_ : int, (int, int) or None
+        The crop size images were fed at (see ``image_size``).
     history_ : list of dict
 
     Examples

@@ -43,6 +43,7 @@ from ._images import (
     PathImages,
     PILImages,
     as_images,
+    short_side,
 )
 from ._tables import TabularRows
 from ._text import TextRows, as_text
@@ -70,6 +71,7 @@ __all__ = [
     "looks_like_images",
     "numeric_targets",
     "resolve_domains",
+    "short_side",
     "unlabelled_mask",
 ]
 

@@ -46,7 +46,9 @@ class ImagePreprocess:
             ratio = self.resize / min(self.crop)
         return ImagePreprocess(
             crop=(h, w),
-            resize=int(round(min(h, w) * ratio)),
+            # The shorter side is resized to cover the crop's longer side: a (48, 64) crop
+            # of a square image needs it 64 px wide at least.
+            resize=int(round(max(h, w) * ratio)),
             mean=self.mean,
             std=self.std,
             interpolation=self.interpolation,
@@ -286,6 +288,11 @@ class ArrayImages(Source):
     def channels(self) -> int:
         return 1 if self.channel_axis is None else self.X.shape[self.channel_axis]
 
+    def sides(self, rows) -> list[tuple[int, int]]:
+        """(height, width) of ``rows``: one size for the whole array."""
+        hw = self.X.shape[2:4] if self.channel_axis == 1 else self.X.shape[1:3]
+        return [tuple(int(v) for v in hw)] * len(rows)
+
     def _compute_keys(self, rows) -> list[bytes]:
         meta = f"{self.X.dtype}{self.X.shape[1:]}{self.channel_axis}".encode()
         rows = range(len(self.X)) if rows is None else rows
@@ -320,6 +327,10 @@ class _SeparateImages(Source):
 
     def _decode(self, i: int):
         raise NotImplementedError
+
+    def sides(self, rows) -> list[tuple[int, int]]:
+        """(height, width) of ``rows``, each decoded (subclasses read headers only)."""
+        return [tuple(self._tensor(int(i)).shape[-2:]) for i in rows]
 
     def _where(self, i: int) -> str:
         return f"{self.name} row {i}"
@@ -415,6 +426,9 @@ class PILImages(_SeparateImages):
     def _decode(self, i):
         return _to_rgb_or_grey(self.items[i], where=self._where(i))
 
+    def sides(self, rows) -> list[tuple[int, int]]:
+        return [self.items[int(i)].size[::-1] for i in rows]
+
 
 class ArrayListImages(_SeparateImages):
     """A list of numpy images of different sizes: each row checked and read like an image
@@ -441,6 +455,9 @@ class ArrayListImages(_SeparateImages):
 
     def _tensor(self, i: int) -> torch.Tensor:
         return self.items[i].raw([0])
+
+    def sides(self, rows) -> list[tuple[int, int]]:
+        return [self.items[int(i)].sides([0])[0] for i in rows]
 
 
 class PathImages(_SeparateImages):
@@ -472,6 +489,18 @@ class PathImages(_SeparateImages):
     def _where(self, i: int) -> str:
         return f"{self.name} row {i} ({self.items[i]!r})"
 
+    def sides(self, rows) -> list[tuple[int, int]]:
+        from PIL import Image
+
+        out = []
+        for i in rows:
+            try:
+                with Image.open(self.items[int(i)]) as img:  # the header only
+                    out.append(img.size[::-1])
+            except Exception:  # the file's own error comes with its row when it is decoded
+                out.append(tuple(self._tensor(int(i)).shape[-2:]))
+        return out
+
     def _decode(self, i):
         from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -493,6 +522,17 @@ class PathImages(_SeparateImages):
                 f"{self.name} row {i}: cannot read image file {path!r}: {exc}"
             ) from None
         return _to_rgb_or_grey(upright, where=self._where(i))
+
+
+def short_side(source, sample: int = 32) -> int | None:
+    """The largest shorter side (px) among up to ``sample`` rows spread over an image
+    source, or None for a source of anything else (text, tables, features)."""
+    while hasattr(source, "source") and hasattr(source, "rows"):  # a Subset
+        source = source.source
+    if not hasattr(source, "sides") or len(source) == 0:
+        return None
+    rows = np.unique(np.linspace(0, len(source) - 1, num=min(sample, len(source))).astype(int))
+    return max(min(hw) for hw in source.sides(rows))
 
 
 def _check_uniform_elements(items: Sequence, *, name: str) -> str:

@@ -47,11 +47,17 @@ def weights_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def interpolate_weights(module: nn.Module, start: dict[str, torch.Tensor], alpha: float) -> None:
-    """WiSE-FT (Wortsman et al. 2022): θ = (1 − α)·θ_start + α·θ_now for every floating
-    parameter and buffer (BatchNorm statistics too); integer buffers keep their value."""
+def interpolate_weights(
+    module: nn.Module, start: dict[str, torch.Tensor], alpha: float, end=None
+) -> None:
+    """WiSE-FT (Wortsman et al. 2022): θ = (1 − α)·θ_start + α·θ_end for every floating
+    parameter and buffer (BatchNorm statistics too); integer buffers keep their value.
+    ``end`` (a ``weights_snapshot``) defaults to the module's weights now; α = 0 and 1
+    give the endpoints exactly."""
     seen = set()  # a tensor tied in several places (BranchedBody) moves once
     for k, v in module.state_dict(keep_vars=True).items():
         if v.is_floating_point() and id(v) not in seen:
             seen.add(id(v))
-            v.data.copy_(torch.lerp(start[k].to(v.device, v.dtype), v.data, alpha))
+            a = start[k].to(v.device, v.dtype)
+            b = v.data if end is None else end[k].to(v.device, v.dtype)
+            v.data.copy_(a if alpha == 0 else b if alpha == 1 else torch.lerp(a, b, alpha))
