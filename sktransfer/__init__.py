@@ -42,6 +42,7 @@ _EXPORTS = {
     "MultiTaskFineTune": ".multitask",
     "rank_backbones": ".ranking",
     **dict.fromkeys(["save", "load", "trusted_types", "UnsavableError"], "._save"),
+    "onnx_inputs": "._onnx",
     "to_onnx": "._onnx",
     **dict.fromkeys(
         ["hscore", "leep_score", "logme_score", "mmd", "nce_score", "proxy_a_distance"],
@@ -78,6 +79,7 @@ __all__ = [
     "rank_backbones",
     "list_backbones",
     "load",
+    "onnx_inputs",
     "save",
     "to_onnx",
     "trusted_types",

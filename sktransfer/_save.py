@@ -74,6 +74,16 @@ class UnsavableError(TypeError):
     without code (an arbitrary object, a custom network class, an untrusted head)."""
 
 
+def _safetensors(part: str):
+    try:
+        return importlib.import_module(f"safetensors.{part}")
+    except ImportError:
+        raise ImportError(
+            "sktransfer.save and load need the package 'safetensors': "
+            "pip install 'sktransfer[export]'"
+        ) from None
+
+
 def trusted_types() -> list[str]:
     """The classes a safe file may name, besides plain values and arrays.
 
@@ -312,8 +322,7 @@ FeatureTransferClassifier, FeatureTransferRegressor or PretrainedFeatures
     >>> bool((loaded.predict_proba(X) == clf.predict_proba(X)).all())
     True
     """
-    from safetensors.torch import save as save_tensors
-
+    save_tensors = _safetensors("torch").save
     name = type(estimator).__name__
     if _ESTIMATORS.get(name) != type(estimator).__module__:
         raise UnsavableError(
@@ -515,8 +524,7 @@ def load(path):
     --------
     save
     """
-    from safetensors.torch import load as load_tensors
-
+    load_tensors = _safetensors("torch").load
     path = os.fspath(path)
     try:
         with zipfile.ZipFile(path) as zf:
