@@ -33,12 +33,12 @@ def _require(module: str):
 
 
 def _family(est) -> str:
-    from .feature_transfer import _FeatureTransfer
-    from .finetune import _SingleTaskFineTune
+    from .feature_transfer import FeatureTransferClassifier, FeatureTransferRegressor
+    from .finetune import FineTuneClassifier, FineTuneRegressor
 
-    if isinstance(est, _SingleTaskFineTune):
+    if isinstance(est, (FineTuneClassifier, FineTuneRegressor)):
         return "finetune"
-    if isinstance(est, _FeatureTransfer):
+    if isinstance(est, (FeatureTransferClassifier, FeatureTransferRegressor)):
         return "feature_transfer"
     raise TypeError(
         f"to_onnx exports FineTuneClassifier, FineTuneRegressor, FeatureTransferClassifier "
@@ -70,6 +70,18 @@ def onnx_inputs(estimator, X):
     -------
     dict of {input name: ndarray}
         Pass it to ``onnxruntime.InferenceSession.run(None, inputs)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from sktransfer import FeatureTransferClassifier, onnx_inputs
+    >>> images = np.random.RandomState(0).randint(0, 256, (8, 20, 24, 3), dtype=np.uint8)
+    >>> body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    >>> clf = FeatureTransferClassifier(body, image_size=16, random_state=0)
+    >>> clf = clf.fit(images, np.arange(8) % 2)
+    >>> onnx_inputs(clf, images)["input"].shape
+    (8, 3, 16, 16)
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -275,6 +287,28 @@ def to_onnx(estimator, X_example, path) -> str:
     Returns
     -------
     str
+
+    See Also
+    --------
+    onnx_inputs : the arrays the graph takes, from raw X.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import onnxruntime
+    >>> from torch import nn
+    >>> from sktransfer import FineTuneClassifier, onnx_inputs, to_onnx
+    >>> X = np.random.RandomState(0).randn(40, 4).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> clf = FineTuneClassifier(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), max_epochs=2,
+    ...                          random_state=0).fit(X, y)
+    >>> path = to_onnx(clf, X[:2], "model.onnx")
+    >>> session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    >>> label, proba = session.run(None, onnx_inputs(clf, X))
+    >>> bool(np.abs(proba - clf.predict_proba(X)).max() < 1e-4)
+    True
+    >>> bool((label == clf.predict(X)).all())
+    True
     """
     onnx = _require("onnx")
     family = _family(estimator)

@@ -71,7 +71,24 @@ _JOBLIB = (
 
 class UnsavableError(TypeError):
     """What ``save`` refuses: a part of the estimator the safe format cannot describe
-    without code (an arbitrary object, a custom network class, an untrusted head)."""
+    without code (an arbitrary object, a custom network class, an untrusted head).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from torch import nn
+    >>> import sktransfer
+    >>> X, y = np.random.RandomState(0).randn(20, 4), np.arange(20) % 2
+    >>> clf = sktransfer.FeatureTransferClassifier(
+    ...     nn.Sequential(nn.Linear(4, 3)), head=RandomForestClassifier(n_estimators=2)
+    ... ).fit(X, y)
+    >>> try:
+    ...     sktransfer.save(clf, "model.skt")
+    ... except sktransfer.UnsavableError as exc:
+    ...     print(str(exc)[:84])
+    sktransfer.save cannot store FeatureTransferClassifier(head=...): a sklearn.ensemble
+    """
 
 
 def _safetensors(part: str):
@@ -523,6 +540,19 @@ def load(path):
     See Also
     --------
     save
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> import sktransfer
+    >>> X = np.random.RandomState(0).randn(30, 4)
+    >>> reg = sktransfer.FeatureTransferRegressor(nn.Sequential(nn.Linear(4, 3)), random_state=0)
+    >>> reg = reg.fit(X, X[:, 0])
+    >>> sktransfer.save(reg, "model.skt")
+    >>> loaded = sktransfer.load("model.skt")
+    >>> bool(np.array_equal(loaded.predict(X), reg.predict(X)))
+    True
     """
     load_tensors = _safetensors("torch").load
     path = os.fspath(path)
