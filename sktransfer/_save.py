@@ -58,9 +58,28 @@ _SKLEARN = {
     "sklearn.svm": ("LinearSVC", "LinearSVR"),
     "sklearn.discriminant_analysis": ("LinearDiscriminantAnalysis",),
     "sklearn.multioutput": ("MultiOutputClassifier", "MultiOutputRegressor"),
-    "sklearn.preprocessing": ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "LabelEncoder"),
+    "sklearn.preprocessing": (
+        "StandardScaler",
+        "MinMaxScaler",
+        "MaxAbsScaler",
+        "LabelEncoder",
+        "PolynomialFeatures",
+    ),
+    "sklearn.impute": ("SimpleImputer",),
     "sklearn.decomposition": ("PCA",),
     "sklearn.pipeline": ("Pipeline",),
+    # The adaptation wrappers hold arrays and the estimators they wrap (each saved by
+    # these same rules: a forest inside TrAdaBoost is refused as anywhere else).
+    "sktransfer.adaptation": (
+        "CORAL",
+        "ImportanceWeighting",
+        "SourceWeighted",
+        "TrAdaBoostClassifier",
+        "TrAdaBoostR2",
+        "AdaBN",
+        "TENT",
+        "SHOT",
+    ),
 }
 
 _JOBLIB = (
@@ -227,6 +246,8 @@ class _Writer:
             }
         if isinstance(v, torch.device):
             return {"$device": str(v)}
+        if isinstance(v, np.dtype) and v.kind in "biufUSO":
+            return {"$dtype": v.str}
         from .inputs import ImagePreprocess
 
         if isinstance(v, ImagePreprocess):
@@ -243,7 +264,8 @@ class _Writer:
             return {"$module": arch, "state": self.state(f"m{self.n_estimators}.", v)}
         name = _sklearn_name(v)
         if name is not None:
-            return {"$sklearn": name, "state": self.value(v.__getstate__(), type(v).__name__)}
+            state = [[k, self.value(x, f"{where}.{k}")] for k, x in v.__getstate__().items()]
+            return {"$sklearn": name, "state": {"$dict": state}}
         kind = f"{type(v).__module__}.{type(v).__qualname__}"
         if hasattr(v, "fit") and hasattr(v, "get_params"):
             self.refuse(
@@ -315,8 +337,9 @@ def save(estimator, path) -> None:
     Parameters
     ----------
     estimator : FineTuneClassifier, FineTuneRegressor, MultiTaskFineTune, \
-FeatureTransferClassifier, FeatureTransferRegressor or PretrainedFeatures
-        Fitted or not.
+FeatureTransferClassifier, FeatureTransferRegressor, PretrainedFeatures or an adaptation \
+wrapper (CORAL, ImportanceWeighting, SourceWeighted, TrAdaBoost*, AdaBN, TENT, SHOT)
+        Fitted or not; what it wraps must be savable too.
     path : str or path-like
         The file to write (a zip archive; ``.skt`` by convention).
 
@@ -341,17 +364,22 @@ FeatureTransferClassifier, FeatureTransferRegressor or PretrainedFeatures
     """
     save_tensors = _safetensors("torch").save
     name = type(estimator).__name__
-    if _ESTIMATORS.get(name) != type(estimator).__module__:
+    w = _Writer()
+    if _ESTIMATORS.get(name) == type(estimator).__module__:
+        encoded = _encode_estimator(estimator, w, name)
+    elif (_sklearn_name(estimator) or "").startswith("sktransfer.adaptation."):
+        encoded = w.value(estimator, name)
+    else:
         raise UnsavableError(
-            f"sktransfer.save takes one of {', '.join(_ESTIMATORS)}; got a "
+            f"sktransfer.save takes one of {', '.join(_ESTIMATORS)} or an adaptation "
+            f"wrapper of sktransfer.adaptation; got a "
             f"{type(estimator).__module__}.{type(estimator).__qualname__}. {_JOBLIB}"
         )
-    w = _Writer()
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "versions": _versions(),
-        "estimator": _encode_estimator(estimator, w, name),
+        "estimator": encoded,
     }
     text = json.dumps(doc, separators=(",", ":"), allow_nan=True)
     blob = save_tensors(w.tensors, metadata={"format": FORMAT})
@@ -411,6 +439,8 @@ class _Reader:
             return {_hashable(self.value(k, where)): self.value(x, where) for k, x in v["$dict"]}
         if "$device" in v:
             return torch.device(v["$device"])
+        if "$dtype" in v:
+            return np.dtype(v["$dtype"])
         if "$preprocess" in v:
             from .inputs import ImagePreprocess
 
@@ -580,8 +610,10 @@ def load(path):
             f"{path} is in format version {version} (written by sktransfer {wrote}); this "
             f"sktransfer reads versions up to {FORMAT_VERSION}: upgrade sktransfer."
         )
-    tensors = load_tensors(blob)
-    return _decode_estimator(doc["estimator"], _Reader(tensors))
+    reader, top = _Reader(load_tensors(blob)), doc["estimator"]
+    if "class" in top:
+        return _decode_estimator(top, reader)
+    return reader.value(top, "estimator")
 
 
 def read_versions(path) -> dict:

@@ -20,14 +20,18 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 from torch import nn
 
 import sktransfer
 from sktransfer import (
+    CORAL,
+    TENT,
     FeatureTransferClassifier,
     FeatureTransferRegressor,
     FineTuneClassifier,
     PretrainedFeatures,
+    TrAdaBoostClassifier,
     UnsavableError,
 )
 
@@ -236,6 +240,38 @@ def test_a_file_written_by_version_0_1_0_still_loads(name):
     est = sktransfer.load(SAVED / f"{name}.skt")
     for method, value in _outputs(est, expected[f"{name}/X"]).items():
         assert_allclose(value, expected[f"{name}/{method}"], **FLOAT32, err_msg=method)
+
+
+def _shifted_wine():
+    X, y, X_new = wine()
+    X_target = X[:60] + 0.5
+    domain = np.r_[np.ones(len(X)), -np.ones(60)].astype(int)
+    return np.vstack([X, X_target]), np.concatenate([y, y[:60]]), domain, X_new
+
+
+def test_an_adaptation_wrapper_of_a_trusted_head_round_trips(tmp_path):
+    X, y, domain, X_new = _shifted_wine()
+    est = CORAL(LogisticRegression()).fit(X, y, sample_domain=domain)
+    loaded = _round_trip(est, X_new, tmp_path)
+    assert_array_equal(loaded.alignment_, est.alignment_)
+    boost = TrAdaBoostClassifier(LogisticRegression(), n_estimators=3, random_state=0)
+    _round_trip(boost.fit(X, y, sample_domain=domain), X_new, tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:TENT replaces the BatchNorm statistics")
+def test_a_source_free_adaptation_of_a_fine_tune_round_trips(tmp_path):
+    source, X_new = CASES["conv family"]()
+    loaded = _round_trip(TENT(source, random_state=0).fit(X_new), X_new, tmp_path)
+    assert_allclose(loaded.estimator.predict_proba(X_new), source.predict_proba(X_new), **TIGHT)
+
+
+def test_an_adaptation_wrapper_of_a_tree_is_refused_naming_the_part():
+    X, y, domain, _ = _shifted_wine()
+    tree = DecisionTreeClassifier(max_depth=2)
+    est = TrAdaBoostClassifier(tree, n_estimators=2, random_state=0)
+    est.fit(X, y, sample_domain=domain)
+    with pytest.raises(UnsavableError, match=r"TrAdaBoostClassifier\.estimator.*DecisionTree"):
+        sktransfer.save(est, "never_written.skt")
 
 
 def test_a_custom_module_class_is_refused_naming_the_backbone_and_joblib(digits):
