@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pathlib
 import platform
 import zipfile
 
@@ -248,6 +249,10 @@ class _Writer:
             return {"$device": str(v)}
         if isinstance(v, np.dtype) and v.kind in "biufUSO":
             return {"$dtype": v.str}
+        if isinstance(v, os.PathLike):
+            return {"$path": os.fspath(v)}
+        if isinstance(v, np.random.RandomState):
+            return {"$random_state": self.value(v.get_state(), where)}
         from .inputs import ImagePreprocess
 
         if isinstance(v, ImagePreprocess):
@@ -441,6 +446,12 @@ class _Reader:
             return torch.device(v["$device"])
         if "$dtype" in v:
             return np.dtype(v["$dtype"])
+        if "$path" in v:
+            return pathlib.Path(v["$path"])
+        if "$random_state" in v:
+            rng = np.random.RandomState()
+            rng.set_state(self.value(v["$random_state"], where))
+            return rng
         if "$preprocess" in v:
             from .inputs import ImagePreprocess
 

