@@ -487,6 +487,12 @@ def _decode_estimator(doc: dict, r: _Reader):
     name = doc["class"]
     cls = _estimator_class(name)
     params = {k: r.value(v, f"{name}({k}=...)") for k, v in doc["params"].items()}
+    unknown = sorted(set(params) - set(cls._get_param_names()))
+    if unknown:
+        raise ValueError(
+            f"the file's {name} has parameters {unknown} that this version's {name} does "
+            "not take: it was written by another version of sktransfer."
+        )
     est = cls(**params)
     for k, v in doc["state"].items():
         setattr(est, k, r.value(v, f"{name}.{k}"))

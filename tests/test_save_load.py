@@ -89,6 +89,15 @@ def test_a_fitted_fine_tune_predicts_the_same_after_load(case, tmp_path):
     assert loaded.backbone_.fingerprint == est.backbone_.fingerprint
 
 
+def test_a_loaded_fine_tune_keeps_training(tmp_path):
+    est, X_new = CASES["default"]()
+    X, y, _ = wine()
+    sktransfer.save(est, tmp_path / "m.skt")
+    loaded = sktransfer.load(tmp_path / "m.skt").partial_fit(X, y)
+    assert len(loaded.history_) == len(est.history_) + 1
+    assert not np.allclose(loaded.predict_proba(X_new), est.predict_proba(X_new))
+
+
 def test_a_branched_body_stores_each_shared_weight_once(tmp_path):
     est, _ = CASES["multitask, shared_blocks"]()
     sktransfer.save(est, tmp_path / "m.skt")
@@ -342,6 +351,14 @@ def test_a_file_from_a_newer_format_says_to_upgrade(tmp_path):
     sktransfer.save(est, tmp_path / "m.skt")
     _rewrite(tmp_path / "m.skt", lambda d: d.update(format_version=99))
     with pytest.raises(ValueError, match="format version 99.*upgrade sktransfer"):
+        sktransfer.load(tmp_path / "m.skt")
+
+
+def test_a_parameter_this_version_does_not_take_is_named(tmp_path):
+    est, _ = CASES["frozen body"]()
+    sktransfer.save(est, tmp_path / "m.skt")
+    _rewrite(tmp_path / "m.skt", lambda d: d["estimator"]["params"].update(dropout=0.5))
+    with pytest.raises(ValueError, match=r"parameters \['dropout'\].*another version"):
         sktransfer.load(tmp_path / "m.skt")
 
 
