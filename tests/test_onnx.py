@@ -17,7 +17,12 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 import sktransfer
-from sktransfer import FeatureTransferClassifier, FeatureTransferRegressor, FineTuneClassifier
+from sktransfer import (
+    FeatureTransferClassifier,
+    FeatureTransferRegressor,
+    FineTuneClassifier,
+    FineTuneRegressor,
+)
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("skl2onnx")
@@ -49,6 +54,15 @@ def test_a_fine_tuned_regressor_exports_its_predictions(tmp_path):
     out = _run(est, X_new[:2], X_new, tmp_path)
     assert out["variable"].shape == est.predict(X_new).shape
     assert_allclose(out["variable"], est.predict(X_new), atol=ATOL, rtol=1e-6)
+
+
+def test_a_multi_output_fine_tuned_regressor_exports_every_output(tmp_path):
+    X, _, X_new = wine()
+    est = FineTuneRegressor(nn.Sequential(nn.LazyLinear(8), nn.ReLU()), max_epochs=2)
+    est.set_params(random_state=0).fit(X[:, 2:], X[:, :2])
+    out = _run(est, X_new[:2, 2:], X_new[:, 2:], tmp_path)
+    assert out["variable"].shape == (len(X_new), 2)
+    assert_allclose(out["variable"], est.predict(X_new[:, 2:]), atol=ATOL, rtol=1e-6)
 
 
 def test_string_class_labels_come_out_of_the_graph(tmp_path):
