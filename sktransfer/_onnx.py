@@ -139,6 +139,13 @@ class _Softmax(nn.Module):
         return torch.softmax(z, dim=1)
 
 
+class _Multilabel(nn.Module):
+    """A multilabel y: each label's sigmoid, and the labels predict gives (logit > 0)."""
+
+    def forward(self, z):
+        return (z > 0).to(torch.int64), torch.sigmoid(z)
+
+
 class _Destandardise(nn.Module):
     def __init__(self, mean, scale, one_d: bool):
         super().__init__()
@@ -278,9 +285,9 @@ def to_onnx(estimator, X_example, path) -> str:
 
     Parameters
     ----------
-    estimator : fitted FineTuneClassifier, FineTuneRegressor (one target; a multi-output
-        regressor too), FeatureTransferClassifier or FeatureTransferRegressor (a head
-        skl2onnx converts: linear models, trees, pipelines of them)
+    estimator : fitted FineTuneClassifier (a 1-D or multilabel y), FineTuneRegressor (one
+        or several targets), FeatureTransferClassifier or FeatureTransferRegressor (a
+        head skl2onnx converts: linear models, trees, pipelines of them)
     X_example : a few rows of the input ``predict`` takes (traces the network)
     path : str or path-like
 
@@ -324,20 +331,22 @@ def to_onnx(estimator, X_example, path) -> str:
     classifier = hasattr(estimator, "classes_")
     if family == "finetune":
         kind = getattr(estimator, "_y_kind", "single")
-        if classifier and kind != "single":
+        if classifier and kind == "multioutput":
             raise ValueError(
-                f"to_onnx exports a FineTuneClassifier fitted on a 1-D y; this one was "
-                f"fitted on a {kind} y."
+                "to_onnx exports a FineTuneClassifier fitted on a 1-D or multilabel y; this "
+                "one was fitted on a multioutput y (one softmax per column)."
             )
-        if classifier:
+        outs = ["probabilities"] if classifier else ["variable"]
+        if kind == "multilabel":
+            output, outs = _Multilabel(), ["label", "probabilities"]
+        elif classifier:
             output = _Softmax()
         else:
             output = _Destandardise(estimator.y_mean_, estimator.y_scale_, estimator._y_1d)
         network = _network(modality, bb, estimator.module_.head)
-        outs = ["probabilities"] if classifier else ["variable"]
         graph = _Graph(network, normalise, output, names)
         model = onnx.load_from_string(_export(graph, example, outs))
-        if classifier:
+        if kind == "single" and classifier:
             model = _add_label(model, estimator.classes_)
     else:
         graph = _Graph(_network(modality, bb, None), normalise, None, names)

@@ -139,9 +139,14 @@ def test_a_multi_task_model_is_refused_naming_what_exports():
         sktransfer.to_onnx(est, X_new[:2], "never.onnx")
 
 
+def test_a_multilabel_fine_tune_exports_each_labels_probability(tmp_path):
+    est, X_new = CASES["multilabel"]()
+    _same_as_classifier(est, X_new[:2], X_new, tmp_path)
+
+
 def test_a_multioutput_classifier_is_refused_saying_why():
     est, X_new = CASES["multioutput"]()
-    with pytest.raises(ValueError, match="1-D y; this one was fitted on a multioutput y"):
+    with pytest.raises(ValueError, match="multilabel y; this one was fitted on a multioutput y"):
         sktransfer.to_onnx(est, X_new[:2], "never.onnx")
 
 
