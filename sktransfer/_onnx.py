@@ -34,15 +34,18 @@ def _require(module: str):
 
 def _family(est) -> str:
     from .feature_transfer import FeatureTransferClassifier, FeatureTransferRegressor
+    from .features import PretrainedFeatures
     from .finetune import FineTuneClassifier, FineTuneRegressor
 
     if isinstance(est, (FineTuneClassifier, FineTuneRegressor)):
         return "finetune"
     if isinstance(est, (FeatureTransferClassifier, FeatureTransferRegressor)):
         return "feature_transfer"
+    if isinstance(est, PretrainedFeatures):
+        return "features"
     raise TypeError(
-        f"to_onnx exports FineTuneClassifier, FineTuneRegressor, FeatureTransferClassifier "
-        f"and FeatureTransferRegressor; got a {type(est).__name__}."
+        f"to_onnx exports FineTuneClassifier, FineTuneRegressor, FeatureTransferClassifier, "
+        f"FeatureTransferRegressor and PretrainedFeatures; got a {type(est).__name__}."
     )
 
 
@@ -278,7 +281,8 @@ def to_onnx(estimator, X_example, path) -> str:
     """Write a fitted estimator as one ONNX graph; returns ``path``.
 
     The graph computes what ``predict_proba`` and ``predict`` do (classifiers: outputs
-    ``label`` and ``probabilities``; regressors: ``variable``) from the arrays that
+    ``label`` and ``probabilities``; regressors: ``variable``; ``PretrainedFeatures``:
+    ``features``, what ``transform`` returns) from the arrays that
     ``onnx_inputs(estimator, X)`` returns: images resized and centre-cropped, float32
     NCHW in [0, 1] (the graph normalises them), tables as float32, text as the
     tokenizer's int64 ``input_ids`` / ``attention_mask`` (dynamic batch and length).
@@ -287,7 +291,8 @@ def to_onnx(estimator, X_example, path) -> str:
     ----------
     estimator : fitted FineTuneClassifier (a 1-D or multilabel y), FineTuneRegressor (one
         or several targets), FeatureTransferClassifier or FeatureTransferRegressor (a
-        head skl2onnx converts: linear models, trees, pipelines of them)
+        head skl2onnx converts: linear models, trees, pipelines of them) or
+        PretrainedFeatures
     X_example : a few rows of the input ``predict`` takes (traces the network)
     path : str or path-like
 
@@ -350,7 +355,8 @@ def to_onnx(estimator, X_example, path) -> str:
             model = _add_label(model, estimator.classes_)
     else:
         graph = _Graph(_network(modality, bb, None), normalise, None, names)
-        net = onnx.load_from_string(_export(graph, example, ["features"]))
+        model = net = onnx.load_from_string(_export(graph, example, ["features"]))
+    if family == "feature_transfer":
         head = _head_model(estimator.head_, estimator.n_features_out_)
         ir = min(net.ir_version, head.ir_version)
         net.ir_version = head.ir_version = ir

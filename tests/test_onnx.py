@@ -22,6 +22,7 @@ from sktransfer import (
     FeatureTransferRegressor,
     FineTuneClassifier,
     FineTuneRegressor,
+    PretrainedFeatures,
 )
 
 ort = pytest.importorskip("onnxruntime")
@@ -125,6 +126,13 @@ def test_a_text_fine_tune_exports_and_takes_the_tokenizer_arrays(tiny_dir, tmp_p
     _same_as_classifier(est, texts[:2], new, tmp_path)
 
 
+def test_pretrained_features_export_what_transform_returns(rgb_images, tmp_path):
+    body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    est = PretrainedFeatures(body, image_size=12, random_state=0).fit(rgb_images)
+    out = _run(est, rgb_images[:2], rgb_images, tmp_path)
+    assert_allclose(out["features"], est.transform(rgb_images), atol=ATOL, rtol=0)
+
+
 def test_a_head_skl2onnx_cannot_convert_is_an_error_naming_it(tmp_path):
     X, y, X_new = wine()
     head = KNeighborsClassifier(metric=lambda a, b: float(np.abs(a - b).sum()))
@@ -135,7 +143,10 @@ def test_a_head_skl2onnx_cannot_convert_is_an_error_naming_it(tmp_path):
 
 def test_a_multi_task_model_is_refused_naming_what_exports():
     est, X_new = CASES["multitask, task_hidden"]()
-    with pytest.raises(TypeError, match="to_onnx exports FineTuneClassifier.*MultiTaskFineTune"):
+    with pytest.raises(
+        TypeError,
+        match="to_onnx exports FineTuneClassifier.*PretrainedFeatures; got a MultiTaskFineTune",
+    ):
         sktransfer.to_onnx(est, X_new[:2], "never.onnx")
 
 
