@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,timm,text,pandas,assets,data,dask,peft]"
+	$(PY) -m pip install -q -e ".[dev,timm,text,pandas,assets,data,dask,peft,export]"
 	$(PY) -m pip install -q --no-deps $(NODEPS)
 	@$(MAKE) --no-print-directory data
 	touch $@

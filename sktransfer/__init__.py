@@ -41,6 +41,9 @@ _EXPORTS = {
     "FineTuneRegressor": ".finetune",
     "MultiTaskFineTune": ".multitask",
     "rank_backbones": ".ranking",
+    **dict.fromkeys(["save", "load", "trusted_types", "UnsavableError"], "._save"),
+    "onnx_inputs": "._onnx",
+    "to_onnx": "._onnx",
     **dict.fromkeys(
         ["hscore", "leep_score", "logme_score", "mmd", "nce_score", "proxy_a_distance"],
         ".transferability",
@@ -75,6 +78,12 @@ __all__ = [
     "proxy_a_distance",
     "rank_backbones",
     "list_backbones",
+    "load",
+    "onnx_inputs",
+    "save",
+    "to_onnx",
+    "trusted_types",
+    "UnsavableError",
     "register_backbone",
     "resolve_backbone",
 ]
