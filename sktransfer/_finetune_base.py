@@ -5,6 +5,8 @@ runs the engine's phases (``sktransfer.training``) and stores what they return."
 from __future__ import annotations
 
 import copy
+import sys
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -392,13 +394,31 @@ class FineTuneBase(BackboneEstimator):
                 precision=self.precision,
                 num_workers=self.num_workers,
                 cache=self.cache,
+                verbose=self.verbose,
             )
             head = self.module_.head.to(self.device_).eval()
             with torch.inference_mode():
                 return head(torch.from_numpy(Z).to(self.device_)).float().cpu().numpy()
         bb = self.backbone_
         ds = SourceDataset(source, {}, bb.preprocess, None, bb.collate)
-        return self.net_.forward(ds, training=False, device="cpu").float().numpy()
+        if not self.verbose:
+            return self.net_.forward(ds, training=False, device="cpu").float().numpy()
+        return self._forward_with_progress(ds)
+
+    def _forward_with_progress(self, ds):
+        """``net_.forward`` batch by batch under a tqdm bar, then one line with the rows
+        per second (``verbose``: a long predict is not silent)."""
+        from tqdm.auto import tqdm
+
+        name, parts, start = f"{type(self).__name__}.predict", [], time.perf_counter()
+        with tqdm(total=len(ds), desc=name, unit="row", file=sys.stderr, leave=False) as bar:
+            for out in self.net_.forward_iter(ds, training=False, device="cpu"):
+                parts.append(out)
+                bar.update(len(out))
+        seconds = time.perf_counter() - start
+        rate = len(ds) / seconds if seconds > 0 else float("inf")
+        print(f"{name}: {len(ds)} rows in {seconds:.1f} s ({rate:.1f} rows/s)", file=sys.stderr)
+        return torch.cat(parts).float().numpy()
 
     @property
     def history_(self):

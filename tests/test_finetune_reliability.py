@@ -148,3 +148,18 @@ def test_partial_fit_after_fit_trains_on_from_the_fitted_weights(table):
     assert not np.array_equal(clf.predict_proba(X), before)
     clf.partial_fit(X, y)  # its optimiser state is kept between partial_fit calls
     assert clf.net_.optimizer_ is not None
+
+
+def test_verbose_predict_shows_progress_and_gives_the_same_numbers(capsys):
+    from conftest import TinyCNN
+
+    X = np.random.RandomState(0).rand(40, 3, 16, 16).astype(np.float32)
+    y = np.arange(40) % 2
+    clf = FineTuneClassifier(TinyCNN(), max_epochs=1, random_state=0, batch_size=16).fit(X, y)
+    quiet = clf.predict_proba(X)
+    capsys.readouterr()
+    clf.set_params(verbose=1)
+    loud = clf.predict_proba(X)
+    err = capsys.readouterr().err
+    assert "FineTuneClassifier.predict: 40 rows in" in err and "rows/s" in err
+    np.testing.assert_array_equal(loud, quiet)
