@@ -8,6 +8,7 @@ import copy
 import sys
 import time
 import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -32,6 +33,7 @@ from .features import PretrainedFeatures
 from .inputs import as_source
 from .training import (
     ADAPTERS,
+    WISE_GRID,
     AdapterSpec,
     FitData,
     Plan,
@@ -41,9 +43,11 @@ from .training import (
     budget_epochs,
     check_freeze,
     check_process_group,
+    choose_wise,
     drop_training_state,
     first_branch,
     fit_probe,
+    guard_rows,
     import_peft,
     interpolate_weights,
     is_main_process,
@@ -75,7 +79,7 @@ FINETUNE_CONSTRAINTS = {
     "weight_decay": [Interval(Real, 0, None, closed="left")],
     "l2sp": [Interval(Real, 0, None, closed="left")],
     "batchnorm": [StrOptions({"auto", "eval", "train"})],
-    "wise": [None, Interval(Real, 0, 1, closed="both")],
+    "wise": [None, StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
     "augment": [None, "boolean", StrOptions({"flip", "crop"}), callable],
     "early_stopping": ["boolean"],
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -117,7 +121,13 @@ class FineTuneBase(BackboneEstimator):
         with Seed(seed):
             continuing = self.warm_start and hasattr(self, "net_") and self._same_backbone()
             data = self._prepare(
-                X, y, sample_weight, sample_domain, reset=not continuing, seed=seed
+                X,
+                y,
+                sample_weight,
+                sample_domain,
+                reset=not continuing,
+                seed=seed,
+                guard=not continuing and self._guarded(),
             )
             if not continuing:
                 self._build(data)
@@ -125,7 +135,7 @@ class FineTuneBase(BackboneEstimator):
             if continuing:
                 return self._train_all(data, plan)
             self.probe_loss_ = self.probe_regularization_ = None
-            self.head_history_ = []
+            self.head_history_, self.wise_, self.wise_losses_ = [], None, None
             model, bb, tasks = self.module_, self.backbone_, self._tasks()
             if self.linear_probe:
                 self.probe_loss_, self.probe_regularization_, self.head_history_ = fit_probe(
@@ -138,10 +148,45 @@ class FineTuneBase(BackboneEstimator):
                 return self
             start = weights_snapshot(model) if self.wise is not None else None
             self._train_all(data, plan)
-            if self.wise is not None:
+            self.wise_ = 1.0 if self.max_epochs_ else 0.0
+            if data.holdout is not None and not self.interrupted_ and self.max_epochs_:
+                self.wise_, self.wise_losses_ = choose_wise(
+                    model, start, self.net_, bb, data, plan, tasks, self._wise_grid()
+                )
+                if self.wise_ == 0:
+                    # The probe won: solved again on every labelled row, as a user's own.
+                    everyone = replace(data, train=np.union1d(data.train, data.holdout))
+                    self.probe_loss_, self.probe_regularization_, _ = fit_probe(
+                        model, bb, everyone, plan, tasks
+                    )
+            elif isinstance(self.wise, Real) and self.max_epochs_:
                 interpolate_weights(model, start, self.wise)
-                bb.compute_fingerprint()
+                self.wise_ = float(self.wise)
+            bb.compute_fingerprint()
         return self
+
+    def _wise_grid(self):
+        """The points the guard tries. BatchNorm statistics that trained (``batchnorm_ ==
+        "train"``) mixed halfway are not the statistics of the mixed weights: a mixture
+        would normalise with numbers no network computes (AdaBN, re-estimating them,
+        then finds another model), so only the endpoints are tried there."""
+        trains_stats = self.batchnorm_ == "train" and any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.module_.modules()
+        )
+        return (0.0, 1.0) if trains_stats else WISE_GRID
+
+    def _guarded(self) -> bool:
+        """Whether ``wise="auto"`` chooses the point between the probe and the fine-tune
+        on held-out rows: it needs the probe as its start and a body that trains, and
+        labelled rows that measure the task (under domain adaptation they are the source
+        domain's, which says nothing of the target's)."""
+        return (
+            self.wise == "auto"
+            and self.linear_probe
+            and self.freeze != "backbone"
+            and self.max_epochs != 0
+            and self._adaptation_plan()[0] is None
+        )
 
     def _partial_fit(self, X, y, classes=None, sample_weight=None):
         if self.strategy == "ddp":
@@ -210,8 +255,11 @@ class FineTuneBase(BackboneEstimator):
                     "(name, callback) pair."
                 )
 
-    def _prepare(self, X, y, sample_weight, sample_domain, *, reset, seed, classes=None):
-        """The fit's ``FitData``: X's one validated source, y encoded, the rows split."""
+    def _prepare(
+        self, X, y, sample_weight, sample_domain, *, reset, seed, classes=None, guard=False
+    ):
+        """The fit's ``FitData``: X's one validated source, y encoded, the rows split
+        (``guard``: rows held out for ``wise="auto"``, the early-stopping rows if any)."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -232,17 +280,20 @@ class FineTuneBase(BackboneEstimator):
         targets = {"y": y_enc, "w": (w * labelled).astype(np.float32)}
         if domain is not None:
             targets["d"] = domain.astype(np.float32)
-        train, valid = np.arange(len(y)), None
-        if self.early_stopping:
+        train, valid, holdout = np.arange(len(y)), None, None
+        guard = guard and guard_rows(int(labelled.sum()))
+        if self.early_stopping or guard:
             stratify = self._task == "classification" and y_enc.ndim == 1
-            train, valid = split_rows(
+            train, held = split_rows(
                 labelled,
                 y_enc,
                 validation_fraction=self.validation_fraction,
                 stratify=stratify,
                 seed=seed,
             )
-        return FitData(source, targets, modality, labelled, train, valid)
+            valid = held if self.early_stopping else None
+            holdout = held if guard else None
+        return FitData(source, targets, modality, labelled, train, valid, holdout)
 
     def _domains(self, y, sample_domain):
         """(labelled rows, domains or None): without adaptation every row is labelled."""

@@ -1,4 +1,5 @@
-"""Label encodings the fine-tuning faces share: class indices, columns stacked back."""
+"""Label encodings the estimators share: class indices, columns stacked back, the
+classes of each column checked."""
 
 from __future__ import annotations
 
@@ -29,3 +30,20 @@ def stack_columns(cols):
 
 def as_tuple(weights):
     return None if weights is None else tuple(float(v) for v in weights)
+
+
+def check_column_classes(y, who: str) -> None:
+    """Each column of a 2-D classification ``y`` needs two classes: a multilabel column
+    that is never (or always) positive has nothing to learn, and a solver would say so
+    without naming the column."""
+    if np.ndim(y) != 2:
+        return
+    for j in range(y.shape[1]):
+        values = np.unique(np.asarray(y[:, j]).tolist())
+        if len(values) < 2:
+            value = values[0].item() if hasattr(values[0], "item") else values[0]
+            raise ValueError(
+                f"y[:, {j}] has the same value ({value!r}) in every row: {who} fits a "
+                "classifier per column, and each needs at least two classes. Drop the "
+                "column, or add rows of its other class."
+            )

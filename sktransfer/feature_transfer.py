@@ -35,6 +35,7 @@ from ._backbone_estimator import (
     check_consistent_length_rows,
     features_constraints,
 )
+from ._targets import check_column_classes
 from .backbones import spec_modality
 from .features import PretrainedFeatures
 from .inputs import TabularRows, as_source
@@ -269,6 +270,7 @@ num_workers, random_state, max_length, missing, verbose
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)  # a column vector: one target, as sklearn warns
         check_classification_targets(y)
+        check_column_classes(y, type(self).__name__)
         return y
 
     def __sklearn_tags__(self):

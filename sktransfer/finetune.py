@@ -52,7 +52,7 @@ class _SingleTaskFineTune(FineTuneBase):
         weight_decay=0.01,
         l2sp=0.0,
         batchnorm="auto",
-        wise=None,
+        wise="auto",
         image_size=None,
         augment=None,
         layer=None,
@@ -221,8 +221,17 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         "eval" keeps BatchNorm layers on their pretrained running statistics while
         their affine parameters train; "train" uses batch statistics and updates them;
         "auto" is "eval" unless ``weights=None``. Resolved: ``batchnorm_``.
-    wise : float in [0, 1] or None, default=None
-        WiSE-FT: the final weights are ``(1 - wise)·probe + wise·fine-tuned``.
+    wise : "auto", float in [0, 1] or None, default="auto"
+        WiSE-FT: the final weights are ``(1 - wise)·probe + wise·fine-tuned``. "auto",
+        the guard: ``validation_fraction`` of the labelled rows (the early-stopping rows
+        if ``early_stopping``) is held out, and of the points 0 (the linear probe), 0.25,
+        0.5, 0.75 and 1 (the plain fine-tune) the one with the lowest held-out loss is
+        kept, so that a fine-tune does not end below its own probe; when 0 wins, the
+        probe is solved again on every row. It needs ``linear_probe=True`` and at least
+        20 labelled rows, and is off under ``adaptation`` (the labelled rows measure the
+        source domain) and ``freeze="backbone"``: there the fine-tune is kept (``wise_``
+        is 1). ``None``: the plain fine-tune, every row trains. ``wise_`` says what was
+        kept, ``wise_losses_`` the held-out losses.
     image_size, layer, pooling, device, precision, cache, num_workers, random_state
         As in ``PretrainedFeatures``.
     augment : None, "flip", "crop" or callable, default=None
@@ -235,7 +244,8 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         ``n_iter_no_change`` epochs without improvement, restoring the best weights.
         No validation split is made otherwise.
     validation_fraction : float in (0, 1), default=0.1
-        Share of the labelled training rows held out when ``early_stopping=True``.
+        Share of the labelled training rows held out by ``early_stopping=True`` and by
+        ``wise="auto"`` (the same rows when both are on).
     n_iter_no_change : int, default=3
         Epochs without improvement of the validation loss before early stopping stops.
     adaptation : None, "dann", "coral" or AdaptationLoss, default=None
@@ -342,7 +352,7 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         weight_decay=0.01,
         l2sp=0.0,
         batchnorm="auto",
-        wise=None,
+        wise="auto",
         image_size=None,
         augment=None,
         layer=None,
@@ -621,8 +631,17 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
     batchnorm : {"auto", "eval", "train"}, default="auto"
         "eval" keeps BatchNorm layers on their pretrained running statistics; "auto"
         is "eval" unless ``weights=None``. Resolved: ``batchnorm_``.
-    wise : float in [0, 1] or None, default=None
-        WiSE-FT: the final weights are ``(1 - wise)·probe + wise·fine-tuned``.
+    wise : "auto", float in [0, 1] or None, default="auto"
+        WiSE-FT: the final weights are ``(1 - wise)·probe + wise·fine-tuned``. "auto",
+        the guard: ``validation_fraction`` of the labelled rows (the early-stopping rows
+        if ``early_stopping``) is held out, and of the points 0 (the linear probe), 0.25,
+        0.5, 0.75 and 1 (the plain fine-tune) the one with the lowest held-out loss is
+        kept, so that a fine-tune does not end below its own probe; when 0 wins, the
+        probe is solved again on every row. It needs ``linear_probe=True`` and at least
+        20 labelled rows, and is off under ``adaptation`` (the labelled rows measure the
+        source domain) and ``freeze="backbone"``: there the fine-tune is kept (``wise_``
+        is 1). ``None``: the plain fine-tune, every row trains. ``wise_`` says what was
+        kept, ``wise_losses_`` the held-out losses.
     image_size, layer, pooling, device, precision, cache, num_workers, random_state
         As in ``PretrainedFeatures``.
     augment : None, "flip", "crop" or callable, default=None
@@ -631,7 +650,8 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
         Hold out ``validation_fraction`` and stop after ``n_iter_no_change`` epochs
         without improvement, restoring the best weights.
     validation_fraction : float in (0, 1), default=0.1
-        Share of the labelled training rows held out when ``early_stopping=True``.
+        Share of the labelled training rows held out by ``early_stopping=True`` and by
+        ``wise="auto"`` (the same rows when both are on).
     n_iter_no_change : int, default=3
         Epochs without improvement of the validation loss before early stopping stops.
     adaptation : None, "dann", "coral" or AdaptationLoss, default=None

@@ -469,6 +469,16 @@ case(
     )
 )
 
+case(
+    "FeatureTransferClassifier: a multilabel column that is never positive",
+    match=r"y\[:, 1\] has the same value \(0\) in every row.*Drop the column",
+)(
+    (
+        lambda tmp: {"X": table()[0], "y": np.c_[table()[1] % 2, np.zeros(len(table()[1]), int)]},
+        lambda inp: _ft("FeatureTransferClassifier").fit(inp["X"], inp["y"]),
+    )
+)
+
 
 def _labelled_images(tmp):
     return {"X": images(20), "y": np.arange(19) % 2, "module": TinyCNN()}

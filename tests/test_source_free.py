@@ -45,8 +45,10 @@ def plain_body(seed=0):
 @pytest.fixture(scope="module")
 def shift():
     Xs, ys, Xt, yt = offset_shift(0)
-    # BatchNorm learns the source's statistics (the premise of AdaBN and TENT).
-    source = FineTuneClassifier(bn_body(), batchnorm="train", random_state=0).fit(Xs, ys)
+    # BatchNorm learns the source's statistics, and the fine-tune is kept whatever the guard
+    # would choose (wise=None): a probe's statistics are its start's.
+    source = FineTuneClassifier(bn_body(), batchnorm="train", wise=None, random_state=0)
+    source.fit(Xs, ys)
     return source, Xs, ys, Xt, yt
 
 
@@ -144,7 +146,8 @@ def test_shot_adapts_a_body_without_batchnorm():
 def test_adabn_adapts_a_regressor():
     Xs, _, Xt, _ = offset_shift(2)
     f = lambda Z: Z[:, 0] - Z[:, 1]  # noqa: E731
-    source = FineTuneRegressor(bn_body(), batchnorm="train", random_state=0).fit(Xs, f(Xs))
+    source = FineTuneRegressor(bn_body(), batchnorm="train", wise=None, random_state=0)
+    source.fit(Xs, f(Xs))
     adapted = AdaBN(source).fit(Xt)
     truth = f(Xt - np.float32([3.0, -2.0]))  # the task on the target, before the offset
     mse = lambda p: float(np.mean((p - truth) ** 2))  # noqa: E731
@@ -181,8 +184,24 @@ def test_clone_keeps_the_fitted_source_model_and_get_params_sees_every_knob(shif
         "beta": 0.0,
         "batch_size": None,
         "random_state": 0,
+        "verbose": 0,
     }
     assert copy.fit(Xt).lr_ == pytest.approx(source.lr_ / 10)
+
+
+@pytest.mark.parametrize("method", [TENT, SHOT])
+def test_verbose_says_each_epoch_as_it_ends(shift, method, capsys):
+    source, _, _, Xt, _ = shift
+    adapted = method(source, max_epochs=2, random_state=0, verbose=1).fit(Xt)
+    lines = [
+        ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(f"[{method.__name__}]")
+    ]
+    assert len(lines) == 2 and lines[1].startswith(
+        f"[{method.__name__}] epoch 2/2 on {len(Xt)} target rows"
+    )
+    assert f"loss {adapted.history_[1]['train_loss']:.4f}" in lines[1]
+    method(source, max_epochs=1, random_state=0).fit(Xt)
+    assert capsys.readouterr().out == ""
 
 
 def test_parameters_of_the_shared_source_model_cannot_be_set_through_the_wrapper(shift):
@@ -229,6 +248,15 @@ def test_a_source_model_on_its_pretrained_batchnorm_statistics_gets_a_warning(me
     source = FineTuneClassifier(bn_body(), random_state=0).fit(Xs, ys)
     assert source.batchnorm_ == "eval"
     with pytest.warns(UserWarning, match="batchnorm_='eval'.*Fit the source model with batchn"):
+        method(source).fit(Xt)
+
+
+@pytest.mark.parametrize("method", [AdaBN, TENT])
+def test_a_source_model_the_guard_left_at_its_probe_gets_a_warning(method):
+    Xs, ys, Xt, _ = offset_shift(0)
+    source = FineTuneClassifier(bn_body(), batchnorm="train", random_state=0).fit(Xs, ys)
+    assert source.wise_ == 0.0  # random features + the probe fit this linear task best
+    with pytest.warns(UserWarning, match="wise_=0 on the line.*Fit the source model with wise"):
         method(source).fit(Xt)
 
 

@@ -9,6 +9,7 @@ modified. The target rows enter through the source model's own input pipeline
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -136,6 +137,17 @@ class _SourceFree(WrappingAdapter):
                 UserWarning,
                 stacklevel=3,
             )
+        elif self._needs_batchnorm and getattr(src, "wise_", None) not in (None, 1.0):
+            warnings.warn(
+                f"{name} replaces the BatchNorm statistics of the source model with the "
+                f"target's, but this {type(src).__name__} ends at wise_={src.wise_:g} on the "
+                "line from its linear probe to its fine-tune, so its statistics are (partly) "
+                "the ones it started from, not the source data's, and the adapted model can "
+                "be far worse than the source one. Fit the source model with wise=None to "
+                "keep the fine-tune.",
+                UserWarning,
+                stacklevel=3,
+            )
         return src
 
     # ------------------------------------------------------------------ batches
@@ -251,6 +263,7 @@ class _Trained(_SourceFree):
         "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def _optimise(self, est, X, params, loss_fn, epoch_start=None):
@@ -266,6 +279,7 @@ class _Trained(_SourceFree):
         batches, n = self._loader(est, X)
         rng = check_random_state(self.random_state)
         self.history_ = []
+        started = time.perf_counter()
         try:
             for epoch in range(self.max_epochs):
                 if epoch_start is not None:
@@ -280,6 +294,13 @@ class _Trained(_SourceFree):
                     opt.step()
                     total, seen = total + loss.item() * len(rows), seen + len(rows)
                 self.history_.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1)})
+                if self.verbose:
+                    print(
+                        f"[{type(self).__name__}] epoch {epoch + 1}/{self.max_epochs} on "
+                        f"{n} target rows: loss {self.history_[-1]['train_loss']:.4f} "
+                        f"({time.perf_counter() - started:.1f} s)",
+                        flush=True,
+                    )
         finally:
             for p in module.parameters():
                 p.requires_grad_(True)
@@ -327,6 +348,8 @@ class TENT(_Trained):
         few rows (fewer than the classes) make it degenerate.
     random_state : int, RandomState or None, default=None
         Seeds the order of the target rows.
+    verbose : int, default=0
+        ``> 0``: one line per epoch (its loss and the seconds so far).
 
     Attributes
     ----------
@@ -355,11 +378,14 @@ class TENT(_Trained):
     60 (60, 2) 1
     """
 
-    def __init__(self, estimator, *, lr="auto", max_epochs=1, batch_size=None, random_state=None):
+    def __init__(
+        self, estimator, *, lr="auto", max_epochs=1, batch_size=None, random_state=None, verbose=0
+    ):
         super().__init__(estimator, batch_size=batch_size)
         self.lr = lr
         self.max_epochs = max_epochs
         self.random_state = random_state
+        self.verbose = verbose
 
     def _adapt(self, est, X):
         params = [p for m in _batchnorms(est.module_) for p in (m.weight, m.bias) if p is not None]
@@ -399,6 +425,8 @@ class SHOT(_Trained):
         None takes the source model's.
     random_state : int, RandomState or None, default=None
         Seeds the order of the target rows.
+    verbose : int, default=0
+        ``> 0``: one line per epoch (its loss and the seconds so far).
 
     Attributes
     ----------
@@ -436,13 +464,22 @@ class SHOT(_Trained):
     }
 
     def __init__(
-        self, estimator, *, lr="auto", max_epochs=5, beta=0.3, batch_size=None, random_state=None
+        self,
+        estimator,
+        *,
+        lr="auto",
+        max_epochs=5,
+        beta=0.3,
+        batch_size=None,
+        random_state=None,
+        verbose=0,
     ):
         super().__init__(estimator, batch_size=batch_size)
         self.lr = lr
         self.max_epochs = max_epochs
         self.beta = beta
         self.random_state = random_state
+        self.verbose = verbose
 
     def _adapt(self, est, X):
         labels = {}

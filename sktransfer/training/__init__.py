@@ -8,6 +8,7 @@ parameters and the input. It imports no estimator module and not ``sklearn.base`
 - ``_phases``: the linear probe, the head on cached features, the unfrozen phase;
 - ``_loss`` / ``_adaptation``: the criterion in skorch's slot and its adaptation terms;
 - ``_net``: ``TransferNet``; ``_probe``; ``_regularize`` (L2-SP, WiSE-FT); ``_data``;
+- ``_guard``: ``wise="auto"``, the point between the probe and the fine-tune kept;
 - ``_peft`` (LoRA, BitFit) and ``_distributed`` (``strategy="ddp"``).
 """
 
@@ -29,6 +30,7 @@ from ._assemble import (
     fully_frozen_modules,
 )
 from ._data import SourceDataset, TrainingDataset, identity_collate
+from ._guard import MIN_GUARD_ROWS, WISE_GRID, choose_wise, guard_rows, held_out_loss
 from ._distributed import (
     check_process_group,
     is_main_process,
@@ -83,6 +85,8 @@ __all__ = [
     "ADAPTATION_LOSSES",
     "ADAPTERS",
     "L2SP",
+    "MIN_GUARD_ROWS",
+    "WISE_GRID",
     "PROBE_ALPHAS",
     "PROBE_CS",
     "PROBE_CV",
@@ -115,6 +119,7 @@ __all__ = [
     "body_family",
     "budget_epochs",
     "check_process_group",
+    "choose_wise",
     "coral_loss",
     "drop_training_state",
     "first_branch",
@@ -123,8 +128,10 @@ __all__ = [
     "fit_probe",
     "fit_task_probes",
     "frozen_names",
+    "guard_rows",
     "fully_frozen_modules",
     "head_features",
+    "held_out_loss",
     "identity_collate",
     "import_peft",
     "interpolate_weights",

@@ -59,7 +59,8 @@ class FitData:
     modality: str
     labelled: np.ndarray
     train: np.ndarray
-    valid: np.ndarray | None = None
+    valid: np.ndarray | None = None  # early stopping's rows
+    holdout: np.ndarray | None = None  # the guard's rows (wise="auto"); never trained on
 
     @property
     def train_labelled(self) -> np.ndarray:
