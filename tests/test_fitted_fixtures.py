@@ -48,7 +48,7 @@ def mismatches(got, want, tol) -> list[str]:
 
 @pytest.mark.parametrize("name", [*CASES, "ddp"])
 def test_a_pickled_fixture_loads_and_predicts_as_when_it_was_written(name):
-    want = saved(name)
+    want = saved(name) or saved(name, REFIT)  # a case newer than 0.1.0: its first pickle
     est = joblib.load(HERE / f"{slug(name)}.joblib")
     assert mismatches(outputs(est, want["X_new"]), want, PREDICT_TOL) == []
 
