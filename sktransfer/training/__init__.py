@@ -30,13 +30,13 @@ from ._assemble import (
     fully_frozen_modules,
 )
 from ._data import SourceDataset, TrainingDataset, identity_collate
-from ._guard import MIN_GUARD_ROWS, WISE_GRID, choose_wise, guard_rows, held_out_loss
 from ._distributed import (
     check_process_group,
     is_main_process,
     rank_device,
     shared_seed,
 )
+from ._guard import MIN_GUARD_ROWS, WISE_GRID, choose_wise, guard_rows, held_out_loss
 from ._loss import LossTask, TransferCriterion, task_loss
 from ._model import (
     BranchedBody,
