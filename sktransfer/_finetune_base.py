@@ -154,7 +154,7 @@ class FineTuneBase(BackboneEstimator):
                     model, start, self.net_, bb, data, plan, tasks, self._wise_grid()
                 )
                 if self.wise_ == 0:
-                    # The probe won: solved again on every labelled row, as a user's own.
+                    # The probe won: solved again on every labelled row, as max_epochs=0 fits it.
                     everyone = replace(data, train=np.union1d(data.train, data.holdout))
                     self.probe_loss_, self.probe_regularization_, _ = fit_probe(
                         model, bb, everyone, plan, tasks
