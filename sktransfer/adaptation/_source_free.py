@@ -243,7 +243,8 @@ class AdaBN(_SourceFree):
     >>> ys = (Xs[:, 0] > 0).astype(int)
     >>> Xt = Xs + np.float32([2.0, -1.0])  # the target: the same rows behind an offset
     >>> body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU())
-    >>> source = FineTuneClassifier(body, batchnorm="train", random_state=0).fit(Xs, ys)
+    >>> source = FineTuneClassifier(body, batchnorm="train", wise=None, random_state=0)
+    >>> source = source.fit(Xs, ys)  # wise=None: the fine-tune, with the source's statistics
     >>> adabn = AdaBN(source).fit(Xt)  # unlabelled target rows only
     >>> print(adabn.n_target_, adabn.predict(Xt).shape)
     60 (60,)
@@ -372,7 +373,8 @@ class TENT(_Trained):
     >>> ys = (Xs[:, 0] > 0).astype(int)
     >>> Xt = Xs + np.float32([2.0, -1.0])  # the target: the same rows behind an offset
     >>> body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU())
-    >>> source = FineTuneClassifier(body, batchnorm="train", random_state=0).fit(Xs, ys)
+    >>> source = FineTuneClassifier(body, batchnorm="train", wise=None, random_state=0)
+    >>> source = source.fit(Xs, ys)  # wise=None: the fine-tune, with the source's statistics
     >>> tent = TENT(source, random_state=0).fit(Xt)
     >>> print(tent.n_target_, tent.predict_proba(Xt).shape, len(tent.history_))
     60 (60, 2) 1
@@ -451,7 +453,8 @@ class SHOT(_Trained):
     >>> ys = (Xs[:, 0] > 0).astype(int)
     >>> Xt = Xs + np.float32([2.0, -1.0])  # the target: the same rows behind an offset
     >>> body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU())
-    >>> source = FineTuneClassifier(body, batchnorm="train", random_state=0).fit(Xs, ys)
+    >>> source = FineTuneClassifier(body, batchnorm="train", wise=None, random_state=0)
+    >>> source = source.fit(Xs, ys)  # wise=None: the fine-tune, with the source's statistics
     >>> shot = SHOT(source, max_epochs=2, random_state=0).fit(Xt)
     >>> print(shot.predict(Xt).shape, len(shot.history_))
     (60,) 2
