@@ -51,7 +51,8 @@ CANDIDATES = {
     "lite0 random init": ("efficientnet_lite0", None),
 }
 # rank_backbones' own metrics (its default first); the bench's extra scores follow.
-RANK_METRICS = ("default", "logme", "hscore")
+# "default" is LogME; metric="logme" would repeat it.
+RANK_METRICS = ("default", "hscore")
 EXTRA_SCORES = ("logme_std", "hscore_none", "leep", "nce", "cv_probe")
 
 
@@ -201,7 +202,7 @@ def _tau(scores: dict, truth: dict) -> float:
     return float(kendalltau([scores[n] for n in names], [truth[n] for n in names]).statistic)
 
 
-METRICS = ["rank_backbones default", "logme", "hscore", *EXTRA_SCORES]
+METRICS = ["rank_backbones default", "hscore", *EXTRA_SCORES]
 SIZES_ORDER = {"32": 0, "64": 1, "160": 2, "224": 3, "native": 4}
 
 
@@ -218,7 +219,10 @@ def cells(path: Path) -> dict:
             continue
         for seed in next(iter(by_name.values()))["seeds"]:
             s = {name: r["seeds"][seed] for name, r in by_name.items()}
-            cell = {"probe": {name: s[name]["probe_acc"] for name in CANDIDATES}}
+            cell = {
+                "probe": {name: s[name]["probe_acc"] for name in CANDIDATES},
+                "n_test": next(iter(by_name.values()))["n_test"],
+            }
             for m in METRICS:
                 if m == "rank_backbones default":
                     r = ranks.get((ds, size, int(seed), "default", n))
@@ -229,6 +233,21 @@ def cells(path: Path) -> dict:
                     cell[m] = {name: s[name][m] for name in CANDIDATES}
             out[(ds, size, n, int(seed))] = cell
     return out
+
+
+def _resolved_pairs(scores: dict, truth: dict, n_test: int) -> tuple[int, int]:
+    """Of the candidate pairs whose probe accuracies differ by more than two standard
+    errors of the difference on ``n_test`` rows, how many the scores put in that order."""
+    names = list(truth)
+    agree = total = 0
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            pa, pb = truth[a], truth[b]
+            se = np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / n_test)
+            if abs(pa - pb) > 2 * se:
+                total += 1
+                agree += (scores[a] - scores[b]) * (pa - pb) > 0
+    return int(agree), total
 
 
 def _order_key(k):
@@ -247,8 +266,10 @@ def table(path: Path) -> str:
         "τ between each metric's order and the probes' test-accuracy order (4 candidates: "
         "+1 same order, each swapped pair −1/3):",
         "",
-        head + " | ".join(f"τ {m}" for m in METRICS) + " |",
-        "|---|---|---:|---:|---|---|" + "---:|" * len(METRICS),
+        head
+        + " | ".join(f"τ {m}" for m in METRICS)
+        + " | default: resolved pairs in order | default: warned |",
+        "|---|---|---:|---:|---|---|" + "---:|" * len(METRICS) + "---:|---|",
     ]
     regret_lines = [
         "Probe accuracy lost by taking each metric's first pick instead of the best probe "
@@ -277,12 +298,20 @@ def table(path: Path) -> str:
             regrets.setdefault(m, []).append(best - truth[pick])
             tau_cells.append(f"{tau:+.2f}")
             regret_cells.append(f"{best - truth[pick]:.3f}")
+        resolved, warned = "", ""
+        if "rank_backbones default" in cell:
+            agree, total = _resolved_pairs(cell["rank_backbones default"], truth, cell["n_test"])
+            resolved = f"{agree}/{total}"
+            warned = ", ".join(
+                "noise" if "random halves" in w else "size" if " px" in w else "other"
+                for w in cell["warnings"]
+            )
         lines.append(
             f"| {ds} | {size} | {n} | {seed} | "
             + " / ".join(f"{truth[name]:.3f}" for name in names)
             + f" | {order} | "
             + " | ".join(tau_cells)
-            + " |"
+            + f" | {resolved} | {warned} |"
         )
         regret_lines.append(
             f"| {ds} | {size} | {n} | {seed} | {max(truth, key=truth.get)} {best:.3f} | "
@@ -292,7 +321,7 @@ def table(path: Path) -> str:
     lines.append(
         "| **mean** | | | | | | "
         + " | ".join(f"**{np.mean(taus[m]):+.2f}**" if m in taus else "" for m in METRICS)
-        + " |"
+        + " | | |"
     )
     regret_lines.append(
         "| **mean** | | | | | "
