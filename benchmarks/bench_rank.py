@@ -343,14 +343,60 @@ def table(path: Path) -> str:
     for ds, n, seed in sorted({(k[0], k[2], k[3]) for k in data}):
         for s_rank in sizes:
             c = data.get((ds, s_rank, n, seed))
-            if c is None or "logme" not in c:
+            if c is None or "rank_backbones default" not in c:
                 continue
             row = []
             for s_probe in sizes:
                 p = data.get((ds, s_probe, n, seed))
-                row.append("" if p is None else f"{_tau(c['logme'], p['probe']):+.2f}")
+                row.append(
+                    "" if p is None else f"{_tau(c['rank_backbones default'], p['probe']):+.2f}"
+                )
             cross.append(f"| {ds} | {n} | {seed} | {s_rank} | " + " | ".join(row) + " |")
-    return "\n".join(lines + [""] + regret_lines + [""] + cross)
+    return "\n".join(summary(data) + [""] + lines + [""] + regret_lines + [""] + cross)
+
+
+def summary(data: dict) -> list[str]:
+    """One line per (N, size) over data sets and seeds: how the default ranking did."""
+    out = [
+        "Summary per N and size, over data sets and seeds (default = rank_backbones' LogME):",
+        "",
+        "| N | size | cells | mean τ default | mean τ hscore | mean τ cv_probe | resolved pairs "
+        "in order (default) | mean acc lost (default) | cells warned: noise / size | mean acc "
+        "lost where not warned |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    groups: dict = {}
+    for (_, size, n, _), cell in data.items():
+        if "rank_backbones default" in cell:
+            groups.setdefault((n, size), []).append(cell)
+    for n, size in sorted(groups, key=lambda k: (k[0], SIZES_ORDER.get(str(k[1]), 9))):
+        cs = groups[(n, size)]
+        agree = total = 0
+        lost, quiet, noise, small = [], [], 0, 0
+        for c in cs:
+            a, t = _resolved_pairs(c["rank_backbones default"], c["probe"], c["n_test"])
+            agree, total = agree + a, total + t
+            scores = c["rank_backbones default"]
+            loss = max(c["probe"].values()) - c["probe"][max(scores, key=scores.get)]
+            lost.append(loss)
+            warned_noise = any("random halves" in w for w in c["warnings"])
+            warned_size = any(" px" in w for w in c["warnings"])
+            noise += warned_noise
+            small += warned_size
+            if not (warned_noise or warned_size):
+                quiet.append(loss)
+
+        def mean_tau(m, cs=cs):
+            return np.mean([_tau(c[m], c["probe"]) for c in cs if m in c])
+
+        out.append(
+            f"| {n} | {size} | {len(cs)} | {mean_tau('rank_backbones default'):+.2f} | "
+            f"{mean_tau('hscore'):+.2f} | {mean_tau('cv_probe'):+.2f} | {agree}/{total} | "
+            f"{np.mean(lost):.3f} | {noise} / {small} | "
+            + (f"{np.mean(quiet):.3f} ({len(quiet)} cells)" if quiet else "-")
+            + " |"
+        )
+    return out
 
 
 def main(argv=None) -> int:
