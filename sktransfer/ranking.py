@@ -285,9 +285,11 @@ def rank_backbones(
         are specs or configured ``PretrainedFeatures`` (cloned before fitting).
     metric : "logme", "hscore" or callable, default="logme"
         A callable is called as ``metric(features, y)`` and must return a float,
-        higher meaning better. LogME is the default because it agrees best with the
-        linear probes' order on the benchmark's real image sets
-        (``benchmarks/bench_rank.py``, table in ``docs/selection.md``).
+        higher meaning better. LogME is the default: on real image sets it orders
+        the candidates as their linear probes do wherever the test set can tell the
+        probes apart, and no other score measured does better; H-score ranks random
+        init first in many cells (``benchmarks/bench_rank.py``, the tables in
+        ``docs/selection.md``).
     **feature_params
         Passed to every ``PretrainedFeatures`` (e.g. ``batch_size``,
         ``device``); for dict values that already are ``PretrainedFeatures``
