@@ -8,6 +8,7 @@ It returns a ``BackboneRanking``, the same type whether or not pandas is install
 from __future__ import annotations
 
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -18,8 +19,9 @@ from sklearn.base import clone
 
 from .features import PretrainedFeatures
 from .transferability import hscore, logme_score
+from .transferability._scores import _infers_regression
 
-__all__ = ["BackboneRanking", "rank_backbones"]
+__all__ = ["BackboneRanking", "UnreliableRankingWarning", "rank_backbones"]
 
 _COLUMNS = ("name", "score", "n_features", "seconds")
 
@@ -152,10 +154,98 @@ class BackboneRanking:
         )
 
 
+class UnreliableRankingWarning(UserWarning):
+    """The order ``rank_backbones`` returned is not one to trust as it stands.
+
+    Issued by ``rank_backbones`` when
+
+    - the first candidate is not first on most random halves of the labelled rows
+      (``metric="logme"`` or ``"hscore"``): its lead over the next is within the noise of
+      which rows were labelled, and the linear probes of those candidates measured on
+      the benchmark then differ by no more than the test set's noise either; or
+    - an image candidate is scored at an ``image_size`` at or below a fifth of the size
+      its weights were trained at (44 px and below for 224 px weights): at such sizes
+      the features are poor for every candidate and the order is not the one at the
+      size a model would be fitted at.
+
+    The message names the candidates and the numbers. ``docs/selection.md`` has the
+    measurements behind both rules.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from sktransfer import rank_backbones
+    >>> from sktransfer.ranking import UnreliableRankingWarning
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.standard_normal((60, 8)).astype(np.float32), rng.integers(0, 3, 60)
+    >>> twins = {"a": nn.Identity(), "b": nn.Identity()}  # the same features twice
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     ranking = rank_backbones(X, y, twins)
+    >>> [w.category.__name__ for w in caught]
+    ['UnreliableRankingWarning']
+    """
+
+
 _METRICS: dict[str, Callable[[np.ndarray, ArrayLike], float]] = {
     "logme": logme_score,
     "hscore": hscore,
 }
+
+# Random halves of the labelled rows behind the noise check, and the share of them
+# on which the first candidate must stay first. Calibrated on benchmarks/bench_rank.py.
+_N_RESAMPLES = 20
+_MIN_FIRST_SHARE = 0.8
+# Below native size / _MIN_SIZE_RATIO an image candidate's ranking is flagged.
+_MIN_SIZE_RATIO = 5
+
+
+def _resamples(y: ArrayLike, n_resamples: int, classes: bool) -> list[np.ndarray]:
+    """Random halves of the rows, drawn within each class for class labels so that every
+    half keeps the class proportions. Halves, not bootstrap resamples: a resample with
+    repeated rows rewards features that tell every row apart, and random-init features
+    then win it (EfficientNet-Lite0 at 32 px on MNIST: 19 of 20 resamples)."""
+    rng = np.random.default_rng(0)
+    y_arr = np.asarray(y)
+    n = y_arr.shape[0]
+    if not classes:
+        return [rng.permutation(n)[: max(2, n // 2)] for _ in range(n_resamples)]
+    _, codes = np.unique(y_arr.reshape(n, -1)[:, 0], return_inverse=True)
+    groups = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
+    return [
+        np.concatenate([rng.permutation(g)[: max(1, g.shape[0] // 2)] for g in groups])
+        for _ in range(n_resamples)
+    ]
+
+
+def _first_share(features: list[np.ndarray], y: ArrayLike, score_fn, top: int, classes: bool):
+    """How often candidate ``top`` scores strictly highest on a random half of the rows, and
+    how often each candidate does (a tie counts for none)."""
+    y_arr = np.asarray(y)
+    wins = np.zeros(len(features), dtype=int)
+    for rows in _resamples(y_arr, _N_RESAMPLES, classes):
+        scores = np.array([score_fn(F[rows], y_arr[rows]) for F in features])
+        best = np.flatnonzero(scores == scores.max())
+        if best.shape[0] == 1:
+            wins[best[0]] += 1
+    return wins[top] / _N_RESAMPLES, wins
+
+
+def _size_note(name: str, extractor: Any) -> str | None:
+    """Why an image candidate's score is not the one at a useful size, or None."""
+    bb = getattr(extractor, "backbone_", None)
+    if bb is None or getattr(bb, "modality", None) != "image":
+        return None
+    crop = getattr(bb.preprocess, "crop", None) if bb.preprocess is not None else None
+    native = bb.native_size
+    if not crop or not native or max(crop) * _MIN_SIZE_RATIO > native:
+        return None
+    return (
+        f"{name!r} was scored at {max(crop)} px, {native / max(crop):.0f}x below the "
+        f"{native} px its weights were trained at"
+    )
 
 
 def _candidate_names(candidates: Sequence[Any]) -> list[str]:
@@ -195,11 +285,17 @@ def rank_backbones(
         are specs or configured ``PretrainedFeatures`` (cloned before fitting).
     metric : "logme", "hscore" or callable, default="logme"
         A callable is called as ``metric(features, y)`` and must return a float,
-        higher meaning better.
+        higher meaning better. LogME is the default: on real image sets it orders
+        the candidates as their linear probes do wherever the test set can tell the
+        probes apart, and no other score measured does better; H-score ranks random
+        init first in many cells (``benchmarks/bench_rank.py``, the tables in
+        ``docs/selection.md``).
     **feature_params
         Passed to every ``PretrainedFeatures`` (e.g. ``batch_size``,
         ``device``); for dict values that already are ``PretrainedFeatures``
-        they are applied with ``set_params``.
+        they are applied with ``set_params``. Leave ``image_size`` out to score
+        images at the size the estimators use by default, or pass the one you
+        will fit with: the order at one size need not hold at another.
 
     Returns
     -------
@@ -209,6 +305,14 @@ def rank_backbones(
         ``ranking[name]`` a row as a dict, ``print(ranking)`` the table and
         ``ranking.to_frame()`` a pandas DataFrame indexed by name. The same type
         whether or not pandas is installed.
+
+    Warns
+    -----
+    UnreliableRankingWarning
+        When the first candidate is not first on at least 16 of 20 random halves
+        of the labelled rows (``metric="logme"`` or ``"hscore"``; a callable is not
+        re-run), and when an image candidate is scored at or below a fifth of the
+        size its weights were trained at. The message names the candidates.
 
     Examples
     --------
@@ -253,23 +357,56 @@ def rank_backbones(
     if not specs:
         raise ValueError("candidates is empty; pass at least one backbone.")
 
-    rows = []
+    rows, features, small = [], {}, []
     for name, spec in zip(names, specs):
         start = time.perf_counter()
         if isinstance(spec, PretrainedFeatures):
             extractor = clone(spec).set_params(**feature_params)
         else:
             extractor = PretrainedFeatures(spec, **feature_params)
-        features = np.asarray(extractor.fit(X).transform(X))
-        score = float(score_fn(features, y))
+        F = np.asarray(extractor.fit(X).transform(X))
+        score = float(score_fn(F, y))
         rows.append(
             {
                 "name": name,
                 "score": score,
-                "n_features": int(features.shape[1]),
+                "n_features": int(F.shape[1]),
                 "seconds": time.perf_counter() - start,
             }
         )
+        features[name] = F
+        note = _size_note(name, extractor)
+        if note is not None:
+            small.append(note)
     # NaN scores (possible from a user metric) sort last rather than scrambling the order.
     rows.sort(key=lambda row: -row["score"] if row["score"] == row["score"] else np.inf)
+    if small:
+        warnings.warn(
+            "the ranking is made at a size no model should be fitted at: "
+            + "; ".join(small)
+            + ". There every candidate's features are poor and the order measured on "
+            "benchmarks/bench_rank.py differs from the order at the weights' size; rank at "
+            "the image_size you will fit with (the default, image_size=None, is the size "
+            "the estimators use).",
+            UnreliableRankingWarning,
+            stacklevel=2,
+        )
+    if isinstance(metric, str) and len(rows) > 1:
+        # Only the built-in scores are re-run: a user's metric may cost far more than one
+        # call per candidate.
+        order = [row["name"] for row in rows]
+        classes = metric == "hscore" or not _infers_regression(y)
+        share, wins = _first_share([features[n] for n in order], y, score_fn, 0, classes)
+        if share < _MIN_FIRST_SHARE:
+            runner = order[int(np.argsort(-wins[1:], kind="stable")[0]) + 1]
+            warnings.warn(
+                f"{order[0]!r} ranks first on only {round(share * _N_RESAMPLES)} of "
+                f"{_N_RESAMPLES} random halves of the {len(np.asarray(y))} labelled rows "
+                f"({runner!r} on {wins[order.index(runner)]}); scores "
+                f"{rows[0]['score']:.4f} and {rows[order.index(runner)]['score']:.4f}. Their "
+                "lead is within the noise of which rows were labelled: treat them as tied "
+                "(choose by cost), or label more rows.",
+                UnreliableRankingWarning,
+                stacklevel=2,
+            )
     return BackboneRanking(rows)

@@ -2,6 +2,7 @@
 rank_backbones (sktransfer.ranking)."""
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -408,3 +409,66 @@ def test_rank_backbones_returns_ranked_dicts_without_pandas(tabular_task, monkey
     rows = rank_backbones(X, y, {"noise": _column_picker([2, 3]), "signal": _column_picker([0, 1])})
     assert [row["name"] for row in rows] == ["signal", "noise"]
     assert set(rows[0]) == {"name", "score", "n_features", "seconds"}
+
+
+# ------------------------------------------------- when the ranking is not to be trusted
+
+
+def _unreliable(caught):
+    from sktransfer.ranking import UnreliableRankingWarning
+
+    return [str(w.message) for w in caught if w.category is UnreliableRankingWarning]
+
+
+def _rank_recording(*args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = rank_backbones(*args, **kwargs)
+    return table, _unreliable(caught)
+
+
+def test_candidates_whose_lead_is_noise_warn_and_are_named(tabular_task):
+    X, y = tabular_task
+    # The same two informative columns, each with one column of pure noise: equal in
+    # expectation, so which one leads depends on the rows drawn.
+    table, messages = _rank_recording(
+        X, y, {"a": _column_picker([0, 1, 2]), "b": _column_picker([0, 1, 3])}
+    )
+    assert len(messages) == 1
+    first, second = table.names
+    assert f"{first!r} ranks first on only" in messages[0]
+    assert "of 20 random halves of the 150 labelled rows" in messages[0]
+    assert f"({second!r} on" in messages[0]
+
+
+def test_a_clear_lead_gives_no_warning(tabular_task):
+    X, y = tabular_task
+    table, messages = _rank_recording(
+        X, y, {"noise": _column_picker([2, 3, 4]), "signal": _column_picker([0, 1, 5])}
+    )
+    assert table.names == ["signal", "noise"] and messages == []
+
+
+def test_the_noise_check_reads_real_targets_as_regression(tabular_task):
+    X, _ = tabular_task
+    target = X[:, 0] * 0.7 + 0.1  # fractional: LogME reads it as a regression target
+    _, messages = _rank_recording(
+        X, target, {"a": _column_picker([0, 2]), "b": _column_picker([0, 3])}
+    )
+    assert len(messages) == 1 and "random halves" in messages[0]
+    _, messages = _rank_recording(
+        X, target, {"with": _column_picker([0, 2]), "without": _column_picker([3, 4])}
+    )
+    assert messages == []
+
+
+def test_an_image_size_far_below_the_weights_size_warns_with_both_sizes():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    X, y = digits.images[:30] / 16, digits.target[:30]
+    _, messages = _rank_recording(X, y, ["efficientnet_lite0"], image_size=32)
+    assert len(messages) == 1
+    assert "'efficientnet_lite0' was scored at 32 px, 7x below the 224 px" in messages[0]
+    _, messages = _rank_recording(X, y, ["efficientnet_lite0"], image_size=64)
+    assert messages == []

@@ -29,17 +29,23 @@ __all__ = ["hscore", "leep_score", "logme_score", "nce_score"]
 # LogME
 
 
+def _infers_regression(y: ArrayLike) -> bool:
+    """What ``logme_score(regression=None)`` reads ``y`` as: real targets or class labels."""
+    y_arr = np.asarray(y)
+    # Float labels that are all whole numbers (0., 1., 2.) are class labels that went
+    # through a float array; anything fractional is a quantity. NaN decides nothing: it
+    # is reported as a missing label or value.
+    return bool(
+        (y_arr.ndim == 2 and y_arr.shape[1] > 1)
+        or (y_arr.dtype.kind == "f" and np.any(np.isfinite(y_arr) & (y_arr != np.round(y_arr))))
+    )
+
+
 def _logme_targets(y: ArrayLike, n: int, regression: bool | None) -> tuple[Any, np.ndarray]:
     """Targets as a (n_targets, n_samples) matrix and their squared norms."""
     y_arr = np.asarray(y)
     if regression is None:
-        # Float labels that are all whole numbers (0., 1., 2.) are class labels
-        # that went through a float array; anything fractional is a quantity. NaN
-        # decides nothing: it is reported as a missing label or value below.
-        regression = (y_arr.ndim == 2 and y_arr.shape[1] > 1) or (
-            y_arr.dtype.kind == "f"
-            and bool(np.any(np.isfinite(y_arr) & (y_arr != np.round(y_arr))))
-        )
+        regression = _infers_regression(y_arr)
     if regression:
         Y = _check_matrix(y_arr.reshape(-1, 1) if y_arr.ndim == 1 else y_arr, "y", min_rows=1)
         _check_same_length(n, Y.shape[0], "y", "features")
