@@ -18,8 +18,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import clone
 
 from .features import PretrainedFeatures
-from .transferability import hscore, logme_score
-from .transferability._scores import _infers_regression
+from .transferability import hscore, infers_regression, logme_score
 
 __all__ = ["BackboneRanking", "UnreliableRankingWarning", "rank_backbones"]
 
@@ -395,7 +394,7 @@ def rank_backbones(
         # Only the built-in scores are re-run: a user's metric may cost far more than one
         # call per candidate.
         order = [row["name"] for row in rows]
-        classes = metric == "hscore" or not _infers_regression(y)
+        classes = metric == "hscore" or not infers_regression(y)
         share, wins = _first_share([features[n] for n in order], y, score_fn, 0, classes)
         if share < _MIN_FIRST_SHARE:
             runner = order[int(np.argsort(-wins[1:], kind="stable")[0]) + 1]

@@ -29,7 +29,7 @@ __all__ = ["hscore", "leep_score", "logme_score", "nce_score"]
 # LogME
 
 
-def _infers_regression(y: ArrayLike) -> bool:
+def infers_regression(y: ArrayLike) -> bool:
     """What ``logme_score(regression=None)`` reads ``y`` as: real targets or class labels."""
     y_arr = np.asarray(y)
     # Float labels that are all whole numbers (0., 1., 2.) are class labels that went
@@ -45,7 +45,7 @@ def _logme_targets(y: ArrayLike, n: int, regression: bool | None) -> tuple[Any, 
     """Targets as a (n_targets, n_samples) matrix and their squared norms."""
     y_arr = np.asarray(y)
     if regression is None:
-        regression = _infers_regression(y_arr)
+        regression = infers_regression(y_arr)
     if regression:
         Y = _check_matrix(y_arr.reshape(-1, 1) if y_arr.ndim == 1 else y_arr, "y", min_rows=1)
         _check_same_length(n, Y.shape[0], "y", "features")
