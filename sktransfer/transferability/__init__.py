@@ -15,7 +15,8 @@ scikit-learn (``tests/test_transferability.py`` checks both).
 candidate backbone's features and scores them with these.
 """
 
-from ._scores import hscore, infers_regression, leep_score, logme_score, nce_score
+from ._scores import hscore, leep_score, logme_score, nce_score
+from ._scores import infers_regression as infers_regression  # for rank_backbones
 
 __all__ = [
     "hscore",
