@@ -152,7 +152,7 @@ backbone_, history_, image_size_
         weight_decay=0.01,
         l2sp=0.0,
         batchnorm="auto",
-        wise="auto",
+        wise=None,
         image_size=None,
         augment=None,
         layer=None,

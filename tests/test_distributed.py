@@ -150,7 +150,7 @@ def test_every_process_validates_alike(two_processes, one_process):
 @pytest.mark.slow  # two processes start and import torch: ~40 s here
 def test_only_process_0_prints_progress(two_processes):
     printed0, printed1 = (r["printed"] for r in two_processes["default"])
-    assert "all layers: 60 epochs on 135 rows" in printed0  # 15 held out for the guard
+    assert "all layers: 60 epochs on 150 rows" in printed0
     assert "train_loss" in printed0  # skorch's epoch table
     assert printed1 == ""
 

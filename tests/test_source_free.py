@@ -45,8 +45,7 @@ def plain_body(seed=0):
 @pytest.fixture(scope="module")
 def shift():
     Xs, ys, Xt, yt = offset_shift(0)
-    # BatchNorm learns the source's statistics, and the fine-tune is kept whatever the guard
-    # would choose (wise=None): a probe's statistics are its start's.
+    # BatchNorm learns the source's statistics (the premise of AdaBN and TENT).
     source = FineTuneClassifier(bn_body(), batchnorm="train", wise=None, random_state=0)
     source.fit(Xs, ys)
     return source, Xs, ys, Xt, yt
@@ -254,8 +253,8 @@ def test_a_source_model_on_its_pretrained_batchnorm_statistics_gets_a_warning(me
 @pytest.mark.parametrize("method", [AdaBN, TENT])
 def test_a_source_model_the_guard_left_at_its_probe_gets_a_warning(method):
     Xs, ys, Xt, _ = offset_shift(0)
-    source = FineTuneClassifier(bn_body(), batchnorm="train", random_state=0).fit(Xs, ys)
-    assert source.wise_ == 0.0  # random features + the probe fit this linear task best
+    source = FineTuneClassifier(bn_body(), batchnorm="train", wise="auto", random_state=0)
+    assert source.fit(Xs, ys).wise_ == 0.0  # random features + the probe fit this linear task best
     with pytest.warns(UserWarning, match="wise_=0 on the line.*Fit the source model with wise"):
         method(source).fit(Xt)
 

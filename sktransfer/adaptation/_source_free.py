@@ -143,8 +143,8 @@ class _SourceFree(WrappingAdapter):
                 f"target's, but this {type(src).__name__} ends at wise_={src.wise_:g} on the "
                 "line from its linear probe to its fine-tune, so its statistics are (partly) "
                 "the ones it started from, not the source data's, and the adapted model can "
-                "be far worse than the source one. Fit the source model with wise=None to "
-                "keep the fine-tune.",
+                "be far worse than the source one. Fit the source model with wise=None (the "
+                "default) to keep the fine-tune.",
                 UserWarning,
                 stacklevel=3,
             )
@@ -243,8 +243,7 @@ class AdaBN(_SourceFree):
     >>> ys = (Xs[:, 0] > 0).astype(int)
     >>> Xt = Xs + np.float32([2.0, -1.0])  # the target: the same rows behind an offset
     >>> body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU())
-    >>> source = FineTuneClassifier(body, batchnorm="train", wise=None, random_state=0)
-    >>> source = source.fit(Xs, ys)  # wise=None: the fine-tune, with the source's statistics
+    >>> source = FineTuneClassifier(body, batchnorm="train", random_state=0).fit(Xs, ys)
     >>> adabn = AdaBN(source).fit(Xt)  # unlabelled target rows only
     >>> print(adabn.n_target_, adabn.predict(Xt).shape)
     60 (60,)
@@ -373,8 +372,7 @@ class TENT(_Trained):
     >>> ys = (Xs[:, 0] > 0).astype(int)
     >>> Xt = Xs + np.float32([2.0, -1.0])  # the target: the same rows behind an offset
     >>> body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU())
-    >>> source = FineTuneClassifier(body, batchnorm="train", wise=None, random_state=0)
-    >>> source = source.fit(Xs, ys)  # wise=None: the fine-tune, with the source's statistics
+    >>> source = FineTuneClassifier(body, batchnorm="train", random_state=0).fit(Xs, ys)
     >>> tent = TENT(source, random_state=0).fit(Xt)
     >>> print(tent.n_target_, tent.predict_proba(Xt).shape, len(tent.history_))
     60 (60, 2) 1
@@ -453,8 +451,7 @@ class SHOT(_Trained):
     >>> ys = (Xs[:, 0] > 0).astype(int)
     >>> Xt = Xs + np.float32([2.0, -1.0])  # the target: the same rows behind an offset
     >>> body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU())
-    >>> source = FineTuneClassifier(body, batchnorm="train", wise=None, random_state=0)
-    >>> source = source.fit(Xs, ys)  # wise=None: the fine-tune, with the source's statistics
+    >>> source = FineTuneClassifier(body, batchnorm="train", random_state=0).fit(Xs, ys)
     >>> shot = SHOT(source, max_epochs=2, random_state=0).fit(Xt)
     >>> print(shot.predict(Xt).shape, len(shot.history_))
     (60,) 2
