@@ -38,16 +38,19 @@ def _run(est, X_example, X, tmp_path) -> dict:
     return dict(zip([o.name for o in session.get_outputs()], outputs))
 
 
-def _same_as_classifier(est, X_example, X, tmp_path):
+def assert_matches_classifier(est, X_example, X, tmp_path) -> dict:
+    """onnxruntime's probabilities and labels are predict_proba's and predict's."""
     out = _run(est, X_example, X, tmp_path)
     assert_allclose(out["probabilities"], est.predict_proba(X), atol=ATOL, rtol=0)
     assert_array_equal(out["label"], est.predict(X))
+    return out
 
 
 @pytest.mark.parametrize("case", ["default", "conv family", "frozen body"])
 def test_a_fine_tuned_classifier_exports_its_probabilities_and_labels(case, tmp_path):
     est, X_new = CASES[case]()
-    _same_as_classifier(est, X_new[:2], X_new, tmp_path)
+    out = assert_matches_classifier(est, X_new[:2], X_new, tmp_path)
+    assert out["probabilities"].shape == (len(X_new), len(est.classes_))
 
 
 def test_a_fine_tuned_regressor_exports_its_predictions(tmp_path):
@@ -84,7 +87,8 @@ def test_feature_transfer_exports_body_and_head_as_one_graph(head, tmp_path):
     X, y, X_new = wine()
     body = nn.Sequential(nn.Linear(13, 8), nn.ReLU())
     est = FeatureTransferClassifier(body, head=head, random_state=0).fit(X, y)
-    _same_as_classifier(est, X_new[:2], X_new, tmp_path)
+    out = assert_matches_classifier(est, X_new[:2], X_new, tmp_path)
+    assert out["probabilities"].shape == (len(X_new), 3)
 
 
 def test_feature_transfer_regressor_predicts_a_1d_target_as_1d(tmp_path):
@@ -104,7 +108,7 @@ def test_an_efficientnet_lite0_fine_tune_exports_with_its_normalisation_in_the_g
     est.fit(X, y)
     inputs = sktransfer.onnx_inputs(est, X_new)["input"]
     assert inputs.shape == (len(X_new), 3, 32, 32) and 0 <= inputs.min() <= inputs.max() <= 1
-    _same_as_classifier(est, X_new[:2], X_new, tmp_path)
+    assert_matches_classifier(est, X_new[:2], X_new, tmp_path)
 
 
 def test_grey_images_are_expanded_to_rgb_in_the_graph(digits, tmp_path):
@@ -113,7 +117,7 @@ def test_grey_images_are_expanded_to_rgb_in_the_graph(digits, tmp_path):
     est = FeatureTransferClassifier("efficientnet_lite0", image_size=32, random_state=0)
     est.fit(X[:24], y[:24])
     assert sktransfer.onnx_inputs(est, X[24:])["input"].shape[1] == 3
-    _same_as_classifier(est, X[:2], X[24:], tmp_path)
+    assert_matches_classifier(est, X[:2], X[24:], tmp_path)
 
 
 def test_a_text_fine_tune_exports_and_takes_the_tokenizer_arrays(tiny_dir, tmp_path):
@@ -123,7 +127,7 @@ def test_a_text_fine_tune_exports_and_takes_the_tokenizer_arrays(tiny_dir, tmp_p
     new = ["a fine film, longer than any text it was traced with", "poor"]
     inputs = sktransfer.onnx_inputs(est, new)
     assert {"input_ids", "attention_mask"} <= inputs.keys()
-    _same_as_classifier(est, texts[:2], new, tmp_path)
+    assert_matches_classifier(est, texts[:2], new, tmp_path)
 
 
 def test_pretrained_features_export_what_transform_returns(rgb_images, tmp_path):
@@ -152,7 +156,8 @@ def test_a_multi_task_model_is_refused_naming_what_exports():
 
 def test_a_multilabel_fine_tune_exports_each_labels_probability(tmp_path):
     est, X_new = CASES["multilabel"]()
-    _same_as_classifier(est, X_new[:2], X_new, tmp_path)
+    out = assert_matches_classifier(est, X_new[:2], X_new, tmp_path)
+    assert out["probabilities"].shape == out["label"].shape == (len(X_new), 3)
 
 
 def test_a_multioutput_classifier_is_refused_saying_why():
