@@ -155,7 +155,7 @@ def test_verbose_predict_shows_progress_and_gives_the_same_numbers(capsys):
 
     X = np.random.RandomState(0).rand(40, 3, 16, 16).astype(np.float32)
     y = np.arange(40) % 2
-    clf = FineTuneClassifier(TinyCNN(), max_epochs=1, random_state=0, batch_size=16).fit(X, y)
+    clf = FineTuneClassifier(TinyCNN(), random_state=0, batch_size=16).fit(X, y)
     quiet = clf.predict_proba(X)
     capsys.readouterr()
     clf.set_params(verbose=1)
