@@ -41,7 +41,8 @@ _EXPORTS = {
     "FineTuneRegressor": ".finetune",
     "MultiTaskFineTune": ".multitask",
     "rank_backbones": ".ranking",
-    **dict.fromkeys(["save", "load", "trusted_types", "UnsavableError"], "._save"),
+    **dict.fromkeys(["save", "load"], "._save"),
+    **dict.fromkeys(["trusted_types", "UnsavableError"], "._save_types"),
     "onnx_inputs": "._onnx",
     "to_onnx": "._onnx",
     **dict.fromkeys(

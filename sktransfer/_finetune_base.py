@@ -5,57 +5,51 @@ runs the engine's phases (``sktransfer.training``) and stores what they return."
 from __future__ import annotations
 
 import copy
-import sys
-import time
 import warnings
-from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
-from skorch.callbacks import Callback
 from torch import nn
 
 from ._backbone_estimator import (
     BackboneEstimator,
     backbone_constraints,
-    check_backbone_params,
     check_consistent_length_rows,
     seed_of,
 )
 from ._device import resolve_device
-from ._extract import extract
+from ._finetune_face import (
+    check_finetune_params,
+    check_partial_fit,
+    plan_from_params,
+    same_backbone,
+)
 from ._torch import Seed
 from .backbones import param_blocks, spec_modality
 from .features import PretrainedFeatures
 from .inputs import as_source
 from .training import (
     ADAPTERS,
-    WISE_GRID,
-    AdapterSpec,
     FitData,
     Plan,
-    SourceDataset,
     TransferModel,
     body_family,
     budget_epochs,
     check_freeze,
-    check_process_group,
-    choose_wise,
     drop_training_state,
     first_branch,
     fit_probe,
     guard_rows,
-    import_peft,
-    interpolate_weights,
-    is_main_process,
     make_net,
     make_trainable,
+    predict_outputs,
     rank_device,
     resolve_batchnorm,
     resolve_lr,
+    settle_wise,
     shared_seed,
     split_rows,
     train_all,
@@ -119,7 +113,7 @@ class FineTuneBase(BackboneEstimator):
             seed = shared_seed(seed)  # every process shuffles and splits the rows alike
         self.interrupted_ = False
         with Seed(seed):
-            continuing = self.warm_start and hasattr(self, "net_") and self._same_backbone()
+            continuing = self.warm_start and hasattr(self, "net_") and same_backbone(self)
             data = self._prepare(
                 X,
                 y,
@@ -134,46 +128,41 @@ class FineTuneBase(BackboneEstimator):
             plan = self._plan(data)
             if continuing:
                 return self._train_all(data, plan)
-            self.probe_loss_ = self.probe_regularization_ = None
-            self.head_history_, self.wise_, self.wise_losses_ = [], None, None
-            model, bb, tasks = self.module_, self.backbone_, self._tasks()
-            if self.linear_probe:
-                self.probe_loss_, self.probe_regularization_, self.head_history_ = fit_probe(
-                    model, bb, data, plan, tasks
-                )
-            if self.freeze == "backbone":
-                if not self.linear_probe:
-                    self.head_history_ = train_head(model, bb, data, plan, tasks, self.max_epochs_)
-                self.n_trainable_params_ = trainable_parameters(model.head)
-                return self
-            start = weights_snapshot(model) if self.wise is not None else None
-            self._train_all(data, plan)
-            self.wise_ = 1.0 if self.max_epochs_ else 0.0
-            if data.holdout is not None and not self.interrupted_ and self.max_epochs_:
-                self.wise_, self.wise_losses_ = choose_wise(
-                    model, start, self.net_, bb, data, plan, tasks, self._wise_grid()
-                )
-                if self.wise_ == 0:
-                    # The probe won: solved again on every labelled row, as max_epochs=0 fits it.
-                    everyone = replace(data, train=np.union1d(data.train, data.holdout))
-                    self.probe_loss_, self.probe_regularization_, _ = fit_probe(
-                        model, bb, everyone, plan, tasks
-                    )
-            elif isinstance(self.wise, Real) and self.max_epochs_:
-                interpolate_weights(model, start, self.wise)
-                self.wise_ = float(self.wise)
-            bb.compute_fingerprint()
-        return self
+            return self._fit_from_pretrained(data, plan)
 
-    def _wise_grid(self):
-        """The points the guard tries. BatchNorm statistics that trained (``batchnorm_ ==
-        "train"``) mixed halfway are not the statistics of the mixed weights: a mixture
-        would normalise with numbers no network computes (AdaBN, re-estimating them,
-        then finds another model), so only the endpoints are tried there."""
-        trains_stats = self.batchnorm_ == "train" and any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.module_.modules()
+    def _fit_from_pretrained(self, data, plan):
+        """A fresh fit's phases: the probe, then (unless the body is frozen) the unfrozen
+        phase, then the point of WiSE-FT's line that ``wise`` keeps."""
+        self.probe_loss_ = self.probe_regularization_ = None
+        self.head_history_, self.wise_, self.wise_losses_ = [], None, None
+        model, bb, tasks = self.module_, self.backbone_, self._tasks()
+        if self.linear_probe:
+            self.probe_loss_, self.probe_regularization_, self.head_history_ = fit_probe(
+                model, bb, data, plan, tasks
+            )
+        if self.freeze == "backbone":
+            if not self.linear_probe:
+                self.head_history_ = train_head(model, bb, data, plan, tasks, self.max_epochs_)
+            self.n_trainable_params_ = trainable_parameters(model.head)
+            return self
+        start = weights_snapshot(model) if self.wise is not None else None
+        self._train_all(data, plan)
+        self.wise_, self.wise_losses_, probe = settle_wise(
+            model,
+            start,
+            self.net_,
+            bb,
+            data,
+            plan,
+            tasks,
+            self.wise,
+            epochs=self.max_epochs_,
+            interrupted=self.interrupted_,
         )
-        return (0.0, 1.0) if trains_stats else WISE_GRID
+        if probe is not None:  # the probe won, solved again on every labelled row
+            self.probe_loss_, self.probe_regularization_, _ = probe
+        bb.compute_fingerprint()
+        return self
 
     def _guarded(self) -> bool:
         """Whether ``wise="auto"`` chooses the point between the probe and the fine-tune
@@ -189,18 +178,7 @@ class FineTuneBase(BackboneEstimator):
         )
 
     def _partial_fit(self, X, y, classes=None, sample_weight=None):
-        if self.strategy == "ddp":
-            raise ValueError(
-                f"{type(self).__name__}(strategy='ddp') supports fit only: partial_fit's "
-                "epochs are not shared between processes. Use strategy=None."
-            )
-        if self.adapter is not None:
-            raise ValueError(
-                f"{type(self).__name__}(adapter={self.adapter!r}) supports fit only: the "
-                "adapter is merged into the weights after each fit, so partial_fit's "
-                "optimiser state would point at weights that are gone. Use fit (with "
-                "warm_start=True to continue)."
-            )
+        check_partial_fit(self)
         first = not hasattr(self, "net_")
         if first:  # _fit_context validated the parameters
             self._check_params()
@@ -212,48 +190,9 @@ class FineTuneBase(BackboneEstimator):
             self._train_all(data, self._plan(data, epochs=None if first else self.max_epochs_), 1)
         return self
 
-    def _same_backbone(self) -> bool:
-        """Whether ``warm_start`` can continue: the fitted body is still the backbone asked
-        for (``set_params(backbone=...)`` since the last fit starts from the new one)."""
-        spec = self.backbone
-        fitted = self.__dict__.get("_fitted_spec")
-        same = spec is fitted or (isinstance(spec, str) and spec == fitted)
-        if fitted is not None and not same:
-            warnings.warn(
-                f"{type(self).__name__}(warm_start=True): backbone was changed since the last "
-                "fit, so this fit starts from the new backbone instead of continuing the "
-                "fitted body.",
-                UserWarning,
-                stacklevel=4,
-            )
-        return same or fitted is None
-
     def _check_params(self):
         """Checks sklearn's constraints cannot express, before any row is read."""
-        check_backbone_params(self)
-        if self.max_epochs == 0 and not self.linear_probe:
-            raise ValueError(
-                "max_epochs=0 with linear_probe=False trains nothing: the head would keep "
-                "its random weights. Set linear_probe=True (the head solved on the frozen "
-                "features) or max_epochs >= 1."
-            )
-        if self.strategy == "ddp":
-            check_process_group(self)
-        if self.adapter is not None and self.freeze == "backbone":
-            raise ValueError(
-                f"adapter={self.adapter!r} trains an adapter inside the body, but "
-                "freeze='backbone' trains none of the body: drop one of them."
-            )
-        if self.adapter == "lora":
-            import_peft()  # before any row is read: the install hint, not a late failure
-        for i, cb in enumerate(self.callbacks or []):
-            obj = cb[1] if isinstance(cb, tuple) and len(cb) == 2 else cb
-            if not isinstance(obj, Callback):
-                raise TypeError(
-                    f"callbacks[{i}] is a {type(obj).__name__} ({obj!r:.40}); expected a skorch "
-                    "Callback instance (e.g. skorch.callbacks.EpochScoring(...)) or a "
-                    "(name, callback) pair."
-                )
+        check_finetune_params(self)
 
     def _prepare(
         self, X, y, sample_weight, sample_domain, *, reset, seed, classes=None, guard=False
@@ -348,45 +287,7 @@ class FineTuneBase(BackboneEstimator):
                 else int(self.max_epochs)
             )
             self.max_epochs_ = epochs
-        adaptation, weight = self._adaptation_plan()
-        return Plan(
-            name=type(self).__name__,
-            device=self.device_,
-            precision=self.precision,
-            batch_size=self.batch_size,
-            lr=self.lr_,
-            lr_mult=self.lr_mult,
-            weight_decay=self.weight_decay,
-            l2sp=self.l2sp,
-            batchnorm=self.batchnorm_,
-            family=self.family_,
-            freeze=self.freeze,
-            n_features=self.backbone_.dim,
-            is_conv=self.backbone_.is_conv,
-            adapter=self._adapter_spec(),
-            adaptation=adaptation,
-            adaptation_weight=weight,
-            augment=self.augment,
-            callbacks=tuple(self.callbacks or ()),
-            distributed=self.strategy == "ddp",
-            n_iter_no_change=self.n_iter_no_change,
-            num_workers=self.num_workers,
-            cache=self.cache,
-            verbosity=0
-            if self.strategy == "ddp" and not is_main_process()
-            else int(self.verbose or 0),
-        )
-
-    def _adapter_spec(self):
-        if self.adapter is None:
-            return None
-        return AdapterSpec(
-            self.adapter,
-            self.adapter_rank,
-            self.adapter_alpha,
-            self.adapter_dropout,
-            self.adapter_targets,
-        )
+        return plan_from_params(self, *self._adaptation_plan())
 
     def _train_all(self, data, plan, epochs=None):
         """The unfrozen phase (``epochs`` given: partial_fit's one epoch at a constant rate,
@@ -421,55 +322,22 @@ class FineTuneBase(BackboneEstimator):
 
     def _forward(self, X):
         check_is_fitted(self, "net_")
-        source = as_source(self, self.modality_, X, reset=False)
-        if self.modality_ == "tabular" and self.family_ == "mlp" and self.device_.type == "cpu":
-            # float32 products depend on how many rows a batch holds (the kernels block
-            # differently), so a row's prediction would depend on its neighbours; a small
-            # MLP is cheap in float64, where that noise falls below any tolerance.
-            module = copy.deepcopy(self.module_).double().eval()
-            X = torch.from_numpy(source.X)
-            with torch.inference_mode():  # batch by batch: memory bounded by batch_size
-                return np.concatenate(
-                    [
-                        module(X[i : i + self.batch_size].double()).numpy()
-                        for i in range(0, max(len(X), 1), self.batch_size)
-                    ]
-                )
-        if self.freeze == "backbone":
-            # The body never trained: its features come from the cache, only the head runs.
-            Z = extract(
-                self.backbone_,
-                source,
-                batch_size=self.batch_size,
-                device=self.device_,
-                precision=self.precision,
-                num_workers=self.num_workers,
-                cache=self.cache,
-                verbose=self.verbose,
-            )
-            head = self.module_.head.to(self.device_).eval()
-            with torch.inference_mode():
-                return head(torch.from_numpy(Z).to(self.device_)).float().cpu().numpy()
-        bb = self.backbone_
-        ds = SourceDataset(source, {}, bb.preprocess, None, bb.collate)
-        if not self.verbose:
-            return self.net_.forward(ds, training=False, device="cpu").float().numpy()
-        return self._forward_with_progress(ds)
-
-    def _forward_with_progress(self, ds):
-        """``net_.forward`` batch by batch under a tqdm bar, then one line with the rows
-        per second (``verbose``: a long predict is not silent)."""
-        from tqdm.auto import tqdm
-
-        name, parts, start = f"{type(self).__name__}.predict", [], time.perf_counter()
-        with tqdm(total=len(ds), desc=name, unit="row", file=sys.stderr, leave=False) as bar:
-            for out in self.net_.forward_iter(ds, training=False, device="cpu"):
-                parts.append(out)
-                bar.update(len(out))
-        seconds = time.perf_counter() - start
-        rate = len(ds) / seconds if seconds > 0 else float("inf")
-        print(f"{name}: {len(ds)} rows in {seconds:.1f} s ({rate:.1f} rows/s)", file=sys.stderr)
-        return torch.cat(parts).float().numpy()
+        return predict_outputs(
+            self.module_,
+            self.net_,
+            self.backbone_,
+            as_source(self, self.modality_, X, reset=False),
+            name=type(self).__name__,
+            modality=self.modality_,
+            family=self.family_,
+            frozen=self.freeze == "backbone",
+            device=self.device_,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            num_workers=self.num_workers,
+            cache=self.cache,
+            verbose=self.verbose,
+        )
 
     @property
     def history_(self):

@@ -24,91 +24,17 @@ import torch
 from torch.nn.parameter import UninitializedTensorMixin
 
 from ._save_modules import ModuleRefused, decode_module, encode_module
+from ._save_types import (
+    ESTIMATORS,
+    JOBLIB_HINT,
+    UnsavableError,
+    sklearn_class,
+    sklearn_name,
+)
 
 FORMAT = "sktransfer-safe"
 FORMAT_VERSION = 1
 _JSON, _TENSORS = "sktransfer.json", "tensors.safetensors"
-
-# The sktransfer classes a file may name: public name -> defining module.
-_ESTIMATORS = {
-    "FineTuneClassifier": "sktransfer.finetune",
-    "FineTuneRegressor": "sktransfer.finetune",
-    "MultiTaskFineTune": "sktransfer.multitask",
-    "FeatureTransferClassifier": "sktransfer.feature_transfer",
-    "FeatureTransferRegressor": "sktransfer.feature_transfer",
-    "PretrainedFeatures": "sktransfer.features",
-}
-
-# The scikit-learn classes a file may name (by their public path), rebuilt from their
-# attributes as a pickle would, but only these: linear heads, their multi-output
-# wrappers, scalers and pipelines of them. Trees hold Cython objects: not here.
-_SKLEARN = {
-    "sklearn.linear_model": (
-        "LogisticRegression",
-        "LogisticRegressionCV",
-        "Ridge",
-        "RidgeCV",
-        "RidgeClassifier",
-        "RidgeClassifierCV",
-        "LinearRegression",
-        "Lasso",
-        "ElasticNet",
-        "SGDClassifier",
-        "SGDRegressor",
-    ),
-    "sklearn.svm": ("LinearSVC", "LinearSVR"),
-    "sklearn.discriminant_analysis": ("LinearDiscriminantAnalysis",),
-    "sklearn.multioutput": ("MultiOutputClassifier", "MultiOutputRegressor"),
-    "sklearn.preprocessing": (
-        "StandardScaler",
-        "MinMaxScaler",
-        "MaxAbsScaler",
-        "LabelEncoder",
-        "PolynomialFeatures",
-    ),
-    "sklearn.impute": ("SimpleImputer",),
-    "sklearn.decomposition": ("PCA",),
-    "sklearn.pipeline": ("Pipeline",),
-    # The adaptation wrappers hold arrays and the estimators they wrap (each saved by
-    # these same rules: a forest inside TrAdaBoost is refused as anywhere else).
-    "sktransfer.adaptation": (
-        "CORAL",
-        "ImportanceWeighting",
-        "SourceWeighted",
-        "TrAdaBoostClassifier",
-        "TrAdaBoostR2",
-        "AdaBN",
-        "TENT",
-        "SHOT",
-    ),
-}
-
-_JOBLIB = (
-    "To keep this model, use joblib.dump(estimator, path) instead: a pickle stores any "
-    "object, but loading one runs code, so load only pickles you trust."
-)
-
-
-class UnsavableError(TypeError):
-    """What ``save`` refuses: a part of the estimator the safe format cannot describe
-    without code (an arbitrary object, a custom network class, an untrusted head).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn.ensemble import RandomForestClassifier
-    >>> from torch import nn
-    >>> import sktransfer
-    >>> X, y = np.random.RandomState(0).randn(20, 4), np.arange(20) % 2
-    >>> clf = sktransfer.FeatureTransferClassifier(
-    ...     nn.Sequential(nn.Linear(4, 3)), head=RandomForestClassifier(n_estimators=2)
-    ... ).fit(X, y)
-    >>> try:
-    ...     sktransfer.save(clf, "model.skt")
-    ... except sktransfer.UnsavableError as exc:
-    ...     print(str(exc)[:84])
-    sktransfer.save cannot store FeatureTransferClassifier(head=...): a sklearn.ensemble
-    """
 
 
 def _safetensors(part: str):
@@ -119,46 +45,6 @@ def _safetensors(part: str):
             "sktransfer.save and load need the package 'safetensors': "
             "pip install 'sktransfer[export]'"
         ) from None
-
-
-def trusted_types() -> list[str]:
-    """The classes a safe file may name, besides plain values and arrays.
-
-    Returns
-    -------
-    list of str
-
-    Examples
-    --------
-    >>> from sktransfer import trusted_types
-    >>> "sklearn.linear_model.LogisticRegression" in trusted_types()
-    True
-    """
-    from ._save_modules import layer_names
-
-    return (
-        [f"sktransfer.{n}" for n in _ESTIMATORS]
-        + [f"{m}.{n}" for m, names in _SKLEARN.items() for n in names]
-        + [f"torch.nn.{n}" for n in layer_names() if not n.startswith("sktransfer")]
-    )
-
-
-def _sklearn_class(name: str, where: str):
-    module, _, cls = name.rpartition(".")
-    if cls not in _SKLEARN.get(module, ()):
-        raise ValueError(
-            f"the file's {where} names the class {name!r}, which the safe format does not "
-            "load (see sktransfer.trusted_types()); only a pickle could hold it."
-        )
-    return getattr(importlib.import_module(module), cls)
-
-
-def _sklearn_name(obj) -> str | None:
-    cls = type(obj)
-    for module, names in _SKLEARN.items():
-        if cls.__name__ in names and getattr(importlib.import_module(module), cls.__name__) is cls:
-            return f"{module}.{cls.__name__}"
-    return None
 
 
 def _versions() -> dict:
@@ -192,7 +78,7 @@ class _Writer:
         self.n_estimators = 0
 
     def refuse(self, where: str, why: str):
-        raise UnsavableError(f"sktransfer.save cannot store {where}: {why}. {_JOBLIB}")
+        raise UnsavableError(f"sktransfer.save cannot store {where}: {why}. {JOBLIB_HINT}")
 
     def array(self, a: np.ndarray) -> str:
         key = f"arrays.{len(self.tensors)}"
@@ -258,7 +144,7 @@ class _Writer:
         if isinstance(v, ImagePreprocess):
             fields = ("crop", "resize", "mean", "std", "interpolation", "channels")
             return {"$preprocess": {f: self.value(getattr(v, f), where) for f in fields}}
-        if type(v).__name__ in _ESTIMATORS and type(v).__module__ == _ESTIMATORS[type(v).__name__]:
+        if type(v).__name__ in ESTIMATORS and type(v).__module__ == ESTIMATORS[type(v).__name__]:
             return {"$estimator": _encode_estimator(v, self, where)}
         if isinstance(v, torch.nn.Module):
             try:
@@ -267,7 +153,7 @@ class _Writer:
                 self.refuse(where, str(exc))
             self.n_estimators += 1
             return {"$module": arch, "state": self.state(f"m{self.n_estimators}.", v)}
-        name = _sklearn_name(v)
+        name = sklearn_name(v)
         if name is not None:
             state = [[k, self.value(x, f"{where}.{k}")] for k, x in v.__getstate__().items()]
             return {"$sklearn": name, "state": {"$dict": state}}
@@ -370,15 +256,15 @@ wrapper (CORAL, ImportanceWeighting, SourceWeighted, TrAdaBoost*, AdaBN, TENT, S
     save_tensors = _safetensors("torch").save
     name = type(estimator).__name__
     w = _Writer()
-    if _ESTIMATORS.get(name) == type(estimator).__module__:
+    if ESTIMATORS.get(name) == type(estimator).__module__:
         encoded = _encode_estimator(estimator, w, name)
-    elif (_sklearn_name(estimator) or "").startswith("sktransfer.adaptation."):
+    elif (sklearn_name(estimator) or "").startswith("sktransfer.adaptation."):
         encoded = w.value(estimator, name)
     else:
         raise UnsavableError(
-            f"sktransfer.save takes one of {', '.join(_ESTIMATORS)} or an adaptation "
+            f"sktransfer.save takes one of {', '.join(ESTIMATORS)} or an adaptation "
             f"wrapper of sktransfer.adaptation; got a "
-            f"{type(estimator).__module__}.{type(estimator).__qualname__}. {_JOBLIB}"
+            f"{type(estimator).__module__}.{type(estimator).__qualname__}. {JOBLIB_HINT}"
         )
     doc = {
         "format": FORMAT,
@@ -463,7 +349,7 @@ class _Reader:
             self.load_into(module, v["state"], where)
             return module
         if "$sklearn" in v:
-            cls = _sklearn_class(v["$sklearn"], where)
+            cls = sklearn_class(v["$sklearn"], where)
             obj = cls.__new__(cls)
             obj.__setstate__(self.value(v["state"], v["$sklearn"]))
             return obj
@@ -475,12 +361,12 @@ def _hashable(k):
 
 
 def _estimator_class(name: str):
-    if name not in _ESTIMATORS:
+    if name not in ESTIMATORS:
         raise ValueError(
             f"the file names the estimator class {name!r}, which sktransfer.load does not "
-            f"load (it loads {', '.join(_ESTIMATORS)})."
+            f"load (it loads {', '.join(ESTIMATORS)})."
         )
-    return getattr(importlib.import_module(_ESTIMATORS[name]), name)
+    return getattr(importlib.import_module(ESTIMATORS[name]), name)
 
 
 def _decode_estimator(doc: dict, r: _Reader):

@@ -9,6 +9,7 @@ parameters and the input. It imports no estimator module and not ``sklearn.base`
 - ``_loss`` / ``_adaptation``: the criterion in skorch's slot and its adaptation terms;
 - ``_net``: ``TransferNet``; ``_probe``; ``_regularize`` (L2-SP, WiSE-FT); ``_data``;
 - ``_guard``: ``wise="auto"``, the point between the probe and the fine-tune kept;
+- ``_predict``: a fitted model's outputs over new rows (what ``predict`` reads);
 - ``_peft`` (LoRA, BitFit) and ``_distributed`` (``strategy="ddp"``).
 """
 
@@ -36,7 +37,15 @@ from ._distributed import (
     rank_device,
     shared_seed,
 )
-from ._guard import MIN_GUARD_ROWS, WISE_GRID, choose_wise, guard_rows, held_out_loss
+from ._guard import (
+    MIN_GUARD_ROWS,
+    WISE_GRID,
+    choose_wise,
+    guard_rows,
+    held_out_loss,
+    settle_wise,
+    wise_grid,
+)
 from ._loss import LossTask, TransferCriterion, task_loss
 from ._model import (
     BranchedBody,
@@ -60,6 +69,7 @@ from ._peft import (
 )
 from ._phases import fit_probe, head_features, train_all, train_head
 from ._plan import FitData, Plan, split_rows
+from ._predict import predict_outputs
 from ._probe import (
     PROBE_ALPHAS,
     PROBE_CS,
@@ -132,6 +142,9 @@ __all__ = [
     "fully_frozen_modules",
     "head_features",
     "held_out_loss",
+    "predict_outputs",
+    "settle_wise",
+    "wise_grid",
     "identity_collate",
     "import_peft",
     "interpolate_weights",

@@ -9,11 +9,17 @@ held-out rows per point, no second training.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from numbers import Real
+
+import numpy as np
 import torch
+from torch import nn
 
 from ..inputs import Subset
 from ._data import SourceDataset
 from ._loss import task_loss
+from ._phases import fit_probe
 from ._regularize import interpolate_weights, weights_snapshot
 
 # The points of the line tried: the probe, three mixtures, the fine-tune.
@@ -54,9 +60,53 @@ def choose_wise(model, start, net, backbone, data, plan, tasks, grid=WISE_GRID):
     return alpha, losses
 
 
+def wise_grid(model, batchnorm: str):
+    """The points the guard tries. BatchNorm statistics that trained (``batchnorm ==
+    "train"``) mixed halfway are not the statistics of the mixed weights: a mixture would
+    normalise with numbers no network computes (AdaBN, re-estimating them, then finds
+    another model), so only the endpoints are tried there."""
+    trains_stats = batchnorm == "train" and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
+    )
+    return (0.0, 1.0) if trains_stats else WISE_GRID
+
+
+def settle_wise(model, start, net, backbone, data, plan, tasks, wise, *, epochs, interrupted):
+    """After the unfrozen phase: the point of WiSE-FT's line the fit keeps. Returns
+    (α, the held-out losses or None, the probe solved again on every row or None).
+
+    ``wise`` is the estimator's parameter: None keeps the fine-tune (α = 1; 0 when
+    ``epochs`` is 0), a number mixes at that α, "auto" (with ``data.holdout``) chooses
+    on the held-out rows unless the fit was ``interrupted``; when the probe (α = 0) wins
+    it is solved again on every labelled row, as ``max_epochs=0`` fits it."""
+    if not epochs:
+        return 0.0, None, None
+    if data.holdout is not None and not interrupted:
+        alpha, losses = choose_wise(
+            model, start, net, backbone, data, plan, tasks, wise_grid(model, plan.batchnorm)
+        )
+        probe = None
+        if alpha == 0:
+            everyone = replace(data, train=np.union1d(data.train, data.holdout))
+            probe = fit_probe(model, backbone, everyone, plan, tasks)
+        return alpha, losses, probe
+    if isinstance(wise, Real):
+        interpolate_weights(model, start, wise)
+        return float(wise), None, None
+    return 1.0, None, None
+
+
 def guard_rows(n_labelled: int) -> bool:
     """Whether a fit with ``n_labelled`` rows holds some out for the guard."""
     return n_labelled >= MIN_GUARD_ROWS
 
 
-__all__ = ["MIN_GUARD_ROWS", "WISE_GRID", "choose_wise", "guard_rows", "held_out_loss"]
+__all__ = [
+    "MIN_GUARD_ROWS",
+    "WISE_GRID",
+    "choose_wise",
+    "guard_rows",
+    "held_out_loss",
+    "settle_wise",
+    "wise_grid",
+]

@@ -1,0 +1,117 @@
+"""What the fine-tune faces share outside their class: the checks made before a row is
+read (what scikit-learn's parameter constraints cannot express, what ``partial_fit``
+refuses, whether ``warm_start`` can continue the fitted body) and the ``Plan`` built
+from the parameters."""
+
+from __future__ import annotations
+
+import warnings
+
+from skorch.callbacks import Callback
+
+from ._backbone_estimator import check_backbone_params
+from .training import AdapterSpec, Plan, check_process_group, import_peft, is_main_process
+
+
+def check_finetune_params(est) -> None:
+    """Combinations of parameters that cannot train, and callbacks that are not
+    skorch callbacks, named before any row is read."""
+    check_backbone_params(est)
+    if est.max_epochs == 0 and not est.linear_probe:
+        raise ValueError(
+            "max_epochs=0 with linear_probe=False trains nothing: the head would keep "
+            "its random weights. Set linear_probe=True (the head solved on the frozen "
+            "features) or max_epochs >= 1."
+        )
+    if est.strategy == "ddp":
+        check_process_group(est)
+    if est.adapter is not None and est.freeze == "backbone":
+        raise ValueError(
+            f"adapter={est.adapter!r} trains an adapter inside the body, but "
+            "freeze='backbone' trains none of the body: drop one of them."
+        )
+    if est.adapter == "lora":
+        import_peft()  # before any row is read: the install hint, not a late failure
+    for i, cb in enumerate(est.callbacks or []):
+        obj = cb[1] if isinstance(cb, tuple) and len(cb) == 2 else cb
+        if not isinstance(obj, Callback):
+            raise TypeError(
+                f"callbacks[{i}] is a {type(obj).__name__} ({obj!r:.40}); expected a skorch "
+                "Callback instance (e.g. skorch.callbacks.EpochScoring(...)) or a "
+                "(name, callback) pair."
+            )
+
+
+def check_partial_fit(est) -> None:
+    """What ``partial_fit`` cannot do: share epochs between processes, or continue an
+    adapter that each fit merges into the weights."""
+    name = type(est).__name__
+    if est.strategy == "ddp":
+        raise ValueError(
+            f"{name}(strategy='ddp') supports fit only: partial_fit's "
+            "epochs are not shared between processes. Use strategy=None."
+        )
+    if est.adapter is not None:
+        raise ValueError(
+            f"{name}(adapter={est.adapter!r}) supports fit only: the "
+            "adapter is merged into the weights after each fit, so partial_fit's "
+            "optimiser state would point at weights that are gone. Use fit (with "
+            "warm_start=True to continue)."
+        )
+
+
+def same_backbone(est) -> bool:
+    """Whether ``warm_start`` can continue: the fitted body is still the backbone asked
+    for (``set_params(backbone=...)`` since the last fit starts from the new one)."""
+    spec = est.backbone
+    fitted = est.__dict__.get("_fitted_spec")
+    same = spec is fitted or (isinstance(spec, str) and spec == fitted)
+    if fitted is not None and not same:
+        warnings.warn(
+            f"{type(est).__name__}(warm_start=True): backbone was changed since the last "
+            "fit, so this fit starts from the new backbone instead of continuing the "
+            "fitted body.",
+            UserWarning,
+            stacklevel=5,
+        )
+    return same or fitted is None
+
+
+def plan_from_params(est, adaptation=None, adaptation_weight=0.0) -> Plan:
+    """The ``Plan`` of a built face (``_build`` resolved ``lr_``, ``batchnorm_``,
+    ``family_``, ``device_``, ``backbone_``): how its fit trains."""
+    adapter = None
+    if est.adapter is not None:
+        adapter = AdapterSpec(
+            est.adapter,
+            est.adapter_rank,
+            est.adapter_alpha,
+            est.adapter_dropout,
+            est.adapter_targets,
+        )
+    quiet = est.strategy == "ddp" and not is_main_process()
+    return Plan(
+        name=type(est).__name__,
+        device=est.device_,
+        precision=est.precision,
+        batch_size=est.batch_size,
+        lr=est.lr_,
+        lr_mult=est.lr_mult,
+        weight_decay=est.weight_decay,
+        l2sp=est.l2sp,
+        batchnorm=est.batchnorm_,
+        family=est.family_,
+        freeze=est.freeze,
+        n_features=est.backbone_.dim,
+        is_conv=est.backbone_.is_conv,
+        adapter=adapter,
+        adaptation=adaptation,
+        adaptation_weight=adaptation_weight,
+        augment=est.augment,
+        callbacks=tuple(est.callbacks or ()),
+        distributed=est.strategy == "ddp",
+        n_iter_no_change=est.n_iter_no_change,
+        num_workers=est.num_workers,
+        cache=est.cache,
+        verbosity=0 if quiet else int(est.verbose or 0),
+    )
