@@ -24,9 +24,12 @@ images  ``raw``       raw pixels + ``LogisticRegression``
         a number passes ``image_size=``; the JSON line records which.
 text    ``raw``       TF-IDF (1-2 grams) + ``LogisticRegression``
         ``probe``     ``FeatureTransferClassifier("all-MiniLM-L6-v2")``
-        ``finetune``  ``FineTuneClassifier("all-MiniLM-L6-v2", random_state=seed)``
+        ``finetune``  ``FineTuneClassifier("all-MiniLM-L6-v2", random_state=seed)`` (up to
+                      256 rows: SetFit's pair phase, then the probe)
+        ``finetune_ce`` the same with ``contrastive=False``: the classification fine-tune
+                      alone, the default before the pair phase
         ``hf``        the Hugging Face course's loop on the same encoder (AdamW 5e-5, linear
-                      decay; ``bench_recipe.tutorial_text``), the fine-tune's epochs
+                      decay; ``bench_recipe.tutorial_text``), ``finetune_ce``'s epochs
         ``setfit``    SetFit 1.2 at its defaults on the same MiniLM body (peers' venv); only
                       ``seed`` and a scratch ``output_dir`` are set
 
@@ -73,10 +76,12 @@ TEXT_BACKBONE = "all-MiniLM-L6-v2"
 SIZES = {"images": [50, 100, 300, 1000], "text": [16, 64, 256, 1000]}
 METHODS = {
     "images": ["raw", "probe", "finetune", "torch", "fastai"],
-    "text": ["raw", "probe", "finetune", "hf", "setfit"],
+    "text": ["raw", "probe", "finetune", "finetune_ce", "hf", "setfit"],
 }
 SIZED = {"probe", "finetune", "torch", "fastai"}  # image methods that take an image size
-EPOCHS_FROM = {"torch": "finetune", "fastai": "finetune", "hf": "finetune"}
+# The Hugging Face loop runs as many epochs as the classification fine-tune: on few texts
+# the default trains on pairs and runs none (``max_epochs_ == 0``), so it takes finetune_ce's.
+EPOCHS_FROM = {"torch": "finetune", "fastai": "finetune", "hf": "finetune_ce"}
 PEERS = {"fastai": "fastai", "setfit": "setfit"}
 LABELS = {
     ("images", "raw"): "raw pixels + LogisticRegression",
@@ -85,6 +90,7 @@ LABELS = {
     ("text", "probe"): "linear probe (FeatureTransferClassifier)",
     ("images", "finetune"): "default FineTuneClassifier",
     ("text", "finetune"): "default FineTuneClassifier",
+    ("text", "finetune_ce"): "FineTuneClassifier(contrastive=False), the default before pairs",
     ("images", "torch"): "PyTorch tutorial loop, the fine-tune's epochs",
     ("images", "fastai"): "fastai fine_tune, the fine-tune's epochs",
     ("text", "hf"): "Hugging Face course loop, the fine-tune's epochs",
@@ -193,6 +199,10 @@ def fit_one(kind, method, size, X, y, seed, epochs, quick, workdir):
         return FeatureTransferClassifier(IMAGE_BACKBONE).fit(X, y), None
     if method == "probe":
         return FeatureTransferClassifier(IMAGE_BACKBONE, image_size=size).fit(X, y), None
+    if method == "finetune_ce":  # the classification fine-tune alone, as before the pairs
+        est = FineTuneClassifier(TEXT_BACKBONE, contrastive=False, random_state=seed)
+        est = with_quick(est, quick).fit(X, y)
+        return est, list(resolved_epochs(est))
     if method == "finetune":
         if kind == "text":
             est = FineTuneClassifier(TEXT_BACKBONE, random_state=seed)

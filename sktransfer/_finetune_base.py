@@ -5,7 +5,7 @@ runs the engine's phases (``sktransfer.training``) and stores what they return."
 from __future__ import annotations
 
 import copy
-import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -26,6 +26,7 @@ from ._finetune_face import (
     check_partial_fit,
     plan_from_params,
     same_backbone,
+    warn_interrupted,
 )
 from ._torch import Seed
 from .backbones import param_blocks, spec_modality
@@ -39,6 +40,7 @@ from .training import (
     body_family,
     budget_epochs,
     check_freeze,
+    contrastive_phase,
     drop_training_state,
     first_branch,
     fit_probe,
@@ -131,11 +133,13 @@ class FineTuneBase(BackboneEstimator):
             return self._fit_from_pretrained(data, plan)
 
     def _fit_from_pretrained(self, data, plan):
-        """A fresh fit's phases: the probe, then (unless the body is frozen) the unfrozen
-        phase, then the point of WiSE-FT's line that ``wise`` keeps."""
+        """A fresh fit's phases: the pairs (``_contrastive``), the probe, then (unless the
+        body is frozen) the unfrozen phase, then the point of WiSE-FT's line that ``wise``
+        keeps."""
         self.probe_loss_ = self.probe_regularization_ = None
         self.head_history_, self.wise_, self.wise_losses_ = [], None, None
         model, bb, tasks = self.module_, self.backbone_, self._tasks()
+        data, n_body = self._contrastive(data, plan)
         if self.linear_probe:
             self.probe_loss_, self.probe_regularization_, self.head_history_ = fit_probe(
                 model, bb, data, plan, tasks
@@ -146,6 +150,7 @@ class FineTuneBase(BackboneEstimator):
             self.n_trainable_params_ = trainable_parameters(model.head)
             return self
         start = weights_snapshot(model) if self.wise is not None else None
+        self.n_trainable_params_ = n_body + trainable_parameters(model.head)  # no epoch runs
         self._train_all(data, plan)
         self.wise_, self.wise_losses_, probe = settle_wise(
             model,
@@ -163,6 +168,28 @@ class FineTuneBase(BackboneEstimator):
             self.probe_loss_, self.probe_regularization_, _ = probe
         bb.compute_fingerprint()
         return self
+
+    def _contrastive(self, data, plan):
+        """The contrastive phase where the face asks for it; returns (the rows the next
+        phases train on, the body's parameters that trained). Under ``max_epochs="auto"``
+        with the probe and no adaptation it is SetFit's recipe: the pairs train the body,
+        the probe the head, no epoch follows (``max_epochs_`` 0), so every labelled row
+        trains (none is held out for early stopping or the guard)."""
+        self.contrastive_, self.contrastive_history_ = False, []
+        epochs = self._contrastive_epochs(data)
+        if not epochs:
+            return data, 0
+        if self.max_epochs == "auto" and self.linear_probe and plan.adaptation is None:
+            self.max_epochs_ = 0
+            data = replace(data, train=np.arange(len(data.labelled)), valid=None, holdout=None)
+        model, bb = self.module_, self.backbone_
+        history, n_body, stopped = contrastive_phase(model, bb, data, plan, epochs, plan.lr)
+        self.contrastive_, self.contrastive_history_ = bool(history), history
+        bb.compute_fingerprint()  # the probe reads the new body's features
+        if stopped:
+            self.interrupted_, self.max_epochs_ = True, 0
+            warn_interrupted(self, "the contrastive phase", len(history), epochs)
+        return data, n_body
 
     def _guarded(self) -> bool:
         """Whether ``wise="auto"`` chooses the point between the probe and the fine-tune
@@ -234,6 +261,11 @@ class FineTuneBase(BackboneEstimator):
             holdout = held if guard else None
         return FitData(source, targets, modality, labelled, train, valid, holdout)
 
+    def _contrastive_epochs(self, data) -> int:
+        """Epochs of the contrastive phase before the probe: none unless the face pairs
+        rows by their class (``FineTuneClassifier(contrastive=...)``)."""
+        return 0
+
     def _domains(self, y, sample_domain):
         """(labelled rows, domains or None): without adaptation every row is labelled."""
         return np.ones(len(y), bool), None
@@ -263,6 +295,7 @@ class FineTuneBase(BackboneEstimator):
         check_freeze(self.freeze, param_blocks(bb.module))
         self._fitted_spec = self.backbone
         self.modality_, self.backbone_ = data.modality, bb
+        self.contrastive_, self.contrastive_history_ = False, []
         self.image_size_ = features.image_size_
         self.module_ = TransferModel(self._make_body(bb), self._make_head(bb.dim))
         self.family_ = body_family(bb.module, self.modality_)
@@ -310,14 +343,7 @@ class FineTuneBase(BackboneEstimator):
         self.backbone_.compute_fingerprint()
         if getattr(self.net_, "interrupted_", False):
             self.interrupted_ = True
-            done = len(self.net_.history)
-            warnings.warn(
-                f"{type(self).__name__}.fit was interrupted (KeyboardInterrupt) after {done} "
-                f"of {epochs} epochs: the estimator holds the weights of that moment, and "
-                "interrupted_ is True.",
-                UserWarning,
-                stacklevel=4,
-            )
+            warn_interrupted(self, "the unfrozen phase", len(self.net_.history), epochs)
         return self
 
     def _forward(self, X):
@@ -341,9 +367,10 @@ class FineTuneBase(BackboneEstimator):
 
     @property
     def history_(self):
-        """Epoch records of both phases, each tagged with its ``phase``."""
+        """Epoch records of every phase in the order they ran, each tagged with its
+        ``phase``: "contrastive", "probe", "head", "all"."""
         check_is_fitted(self, "net_")
-        rows = []
+        rows = [dict(r, phase="contrastive") for r in getattr(self, "contrastive_history_", [])]
         if getattr(self, "probe_loss_", None) is not None:
             rows.append({"epoch": 0, "train_loss": self.probe_loss_, "phase": "probe"})
         rows += [dict(r, phase="head") for r in getattr(self, "head_history_", [])]

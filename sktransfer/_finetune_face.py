@@ -10,6 +10,7 @@ import warnings
 from skorch.callbacks import Callback
 
 from ._backbone_estimator import check_backbone_params
+from ._log import caller_stacklevel
 from .training import AdapterSpec, Plan, check_process_group, import_peft, is_main_process
 
 
@@ -30,6 +31,21 @@ def check_finetune_params(est) -> None:
             f"adapter={est.adapter!r} trains an adapter inside the body, but "
             "freeze='backbone' trains none of the body: drop one of them."
         )
+    contrastive = getattr(est, "contrastive", "auto")
+    if not isinstance(contrastive, str) and contrastive:  # True, np.True_
+        clash = {
+            "freeze='backbone'": est.freeze == "backbone",
+            f"adapter={est.adapter!r}": est.adapter is not None,
+            "strategy='ddp'": est.strategy == "ddp",
+        }
+        for what, bad in clash.items():
+            if bad:
+                raise ValueError(
+                    f"contrastive=True trains the body on pairs of rows before the probe, "
+                    f"which {what} does not allow (a frozen body; an adapter trains instead "
+                    "of the body; the pair phase is not data-parallel). Set "
+                    "contrastive='auto' or False."
+                )
     if est.adapter == "lora":
         import_peft()  # before any row is read: the install hint, not a late failure
     for i, cb in enumerate(est.callbacks or []):
@@ -72,7 +88,7 @@ def same_backbone(est) -> bool:
             "fit, so this fit starts from the new backbone instead of continuing the "
             "fitted body.",
             UserWarning,
-            stacklevel=5,
+            stacklevel=caller_stacklevel(),
         )
     return same or fitted is None
 
@@ -114,4 +130,17 @@ def plan_from_params(est, adaptation=None, adaptation_weight=0.0) -> Plan:
         num_workers=est.num_workers,
         cache=est.cache,
         verbosity=0 if quiet else int(est.verbose or 0),
+    )
+
+
+def warn_interrupted(est, phase: str, done: int, total: int) -> None:
+    """The warning of a fit that a KeyboardInterrupt stopped in ``phase``."""
+    then = "the head is solved on the body of that moment, no epoch follows"
+    if phase == "the unfrozen phase":
+        then = "the estimator holds the weights of that moment"
+    warnings.warn(
+        f"{type(est).__name__}.fit was interrupted (KeyboardInterrupt) in {phase} after "
+        f"{done} of {total} epochs: {then}, and interrupted_ is True.",
+        UserWarning,
+        stacklevel=caller_stacklevel(),
     )

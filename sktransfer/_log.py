@@ -18,6 +18,26 @@ from skorch.callbacks import PrintLog as _SkorchPrintLog
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside sktransfer, scikit-learn and joblib, for
+    a ``warnings.warn`` in the function that calls this.
+
+    The warning then points at the user's line (``model.fit(...)``, or the
+    ``cross_validate(...)`` that called it), and Python shows it once per such line.
+    """
+    import joblib
+    import sklearn
+
+    packages = tuple(
+        os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+        for module in (sklearn, joblib, sys.modules[__name__.split(".")[0]])
+    )
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(packages):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def colour_wanted(stream=None) -> bool:
     """Whether colour codes belong in ``stream`` (default: the current ``sys.stdout``)."""
     if os.environ.get("NO_COLOR"):

@@ -67,8 +67,10 @@ def test_a_cell_runs_every_fine_tune_before_the_loops_that_take_its_epochs():
         ("fastai", None),
         ("fastai", 64),
     ]
-    assert suite.tasks("text", ["setfit", "hf", "finetune"], [64]) == [
+    # the Hugging Face loop runs finetune_ce's epochs (the default may run none: pairs)
+    assert suite.tasks("text", ["setfit", "hf", "finetune_ce", "finetune"], [64]) == [
         ("finetune", None),
+        ("finetune_ce", None),
         ("hf", None),
         ("setfit", None),
     ]

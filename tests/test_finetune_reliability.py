@@ -52,7 +52,10 @@ class StopAt(Callback):
 def test_an_interrupted_fit_warns_and_says_so_in_interrupted_(table):
     X, y = table
     clf = FineTuneClassifier(body(), max_epochs=10, callbacks=[StopAt()], random_state=0)
-    with pytest.warns(UserWarning, match="interrupted .KeyboardInterrupt. after 2 of 10 epochs"):
+    with pytest.warns(
+        UserWarning,
+        match="interrupted .KeyboardInterrupt. in the unfrozen phase after 2 of 10 epochs",
+    ):
         clf.fit(X, y)
     assert clf.interrupted_ is True
     assert clf.predict(X).shape == (len(X),)  # skorch's graceful stop is kept

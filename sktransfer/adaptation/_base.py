@@ -7,14 +7,10 @@ fine-tuning shares; here is what every adaptation estimator does with them.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 import warnings
 
-import joblib
 import numpy as np
 import scipy.sparse as sp
-import sklearn
 from sklearn import get_config
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, is_regressor
 from sklearn.pipeline import Pipeline
@@ -30,6 +26,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from .._log import caller_stacklevel
 from ..inputs import (  # noqa: F401 - the adaptation estimators read them from here
     UNLABELLED,
     Domains,
@@ -168,25 +165,9 @@ def validate_fit(estimator, X, y, sample_domain):
             "without adapting. Mark target rows with sample_domain < 0, or, without "
             f"sample_domain, with y == {'NaN' if regression else '-1'} on unlabelled rows.",
             NoTargetRowsWarning,
-            stacklevel=_caller_stacklevel(),
+            stacklevel=caller_stacklevel(),
         )
     return X, y, domains
-
-
-def _caller_stacklevel() -> int:
-    """``stacklevel`` of the first frame outside sktransfer, scikit-learn and joblib.
-
-    The warning then points at the user's line (``model.fit(...)``, or the
-    ``cross_validate(...)`` that called it), and Python shows it once per such line.
-    """
-    packages = tuple(
-        os.path.dirname(os.path.abspath(module.__file__)) + os.sep
-        for module in (sklearn, joblib, sys.modules[__name__.split(".")[0]])
-    )
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(packages):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def adapter_tags(tags, estimator):

@@ -6,6 +6,7 @@ parameters and the input. It imports no estimator module and not ``sklearn.base`
 - ``_assemble``: freezing, the adapter and the optimiser groups in one map of names;
 - ``_model``: ``TransferModel``, ``TaskHeads``, ``BranchedBody``;
 - ``_phases``: the linear probe, the head on cached features, the unfrozen phase;
+- ``_contrastive``: SetFit's pair phase of the body, before the probe (few labelled rows);
 - ``_loss`` / ``_adaptation``: the criterion in skorch's slot and its adaptation terms;
 - ``_net``: ``TransferNet``; ``_probe``; ``_regularize`` (L2-SP, WiSE-FT); ``_data``;
 - ``_guard``: ``wise="auto"``, the point between the probe and the fine-tune kept;
@@ -30,6 +31,7 @@ from ._assemble import (
     frozen_names,
     fully_frozen_modules,
 )
+from ._contrastive import contrastive_phase, pair_loss
 from ._data import SourceDataset, TrainingDataset, identity_collate
 from ._distributed import (
     check_process_group,
@@ -80,10 +82,14 @@ from ._probe import (
     fit_task_probes,
 )
 from ._recipe import (
+    CONTRASTIVE_MAX_EPOCHS,
+    CONTRASTIVE_MAX_ROWS,
+    CONTRASTIVE_STEPS,
     RECIPES,
     OneCycle,
     body_family,
     budget_epochs,
+    contrastive_epochs,
     layerwise_groups,
     resolve_batchnorm,
     resolve_lr,
@@ -92,6 +98,12 @@ from ._recipe import (
 from ._regularize import L2SP, interpolate_weights, weights_snapshot
 
 __all__ = [
+    "CONTRASTIVE_MAX_EPOCHS",
+    "CONTRASTIVE_MAX_ROWS",
+    "CONTRASTIVE_STEPS",
+    "contrastive_epochs",
+    "contrastive_phase",
+    "pair_loss",
     "ADAPTATION_LOSSES",
     "ADAPTERS",
     "L2SP",

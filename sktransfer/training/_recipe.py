@@ -122,6 +122,21 @@ def steps_per_epoch(n_rows: int, batch_size: int) -> int:
     return max(1, -(-n_rows // batch_size))
 
 
+# The contrastive phase (``contrastive="auto"``; training/_contrastive.py): a number of
+# optimiser steps over the labelled rows, within [1, CONTRASTIVE_MAX_EPOCHS] epochs, at the
+# family's rate; "auto" runs it for transformer bodies up to CONTRASTIVE_MAX_ROWS rows.
+CONTRASTIVE_STEPS = 40
+CONTRASTIVE_MAX_EPOCHS = 40
+CONTRASTIVE_MAX_ROWS = 256
+
+
+def contrastive_epochs(n_rows: int, batch_size: int) -> int:
+    """Epochs of the contrastive phase: ``CONTRASTIVE_STEPS`` optimiser steps over
+    ``n_rows``, within [1, ``CONTRASTIVE_MAX_EPOCHS``]."""
+    epochs = -(-CONTRASTIVE_STEPS // steps_per_epoch(n_rows, batch_size))
+    return int(np.clip(epochs, 1, CONTRASTIVE_MAX_EPOCHS))
+
+
 def budget_epochs(family: str, n_rows: int, batch_size: int) -> int:
     """Enough epochs over ``n_rows`` to reach the family's number of optimiser steps,
     within the family's bounds."""
