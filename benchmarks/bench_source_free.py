@@ -40,6 +40,7 @@ from torch import nn
 
 from sktransfer import SHOT, TENT, AdaBN, FineTuneClassifier
 from sktransfer.datasets import load_fashion_mnist
+from sktransfer.training import DANNLoss
 
 
 class LeNetBN(nn.Module):
@@ -91,7 +92,10 @@ SHIFTS = (
     "fashion:invert",
 )
 FREE = ("AdaBN", "TENT", "SHOT")
-WITH_SOURCE = ("DANN", "Deep CORAL")
+BODY_DIM = {"lenet": 256, "efficientnet_lite0": 1280}  # the features DANN's classifier reads
+# "DANN, Ganin's ramp": DANNLoss(ramp=True), the reversed gradient ramped up over the steps
+# (the default, "dann", keeps it at full strength from the first step).
+WITH_SOURCE = ("DANN", "DANN, Ganin's ramp", "Deep CORAL")
 METHODS = ("source only", *FREE, *WITH_SOURCE)
 
 
@@ -176,7 +180,10 @@ def run(body, shifts, methods, seeds, n_source, n_target, done, emit):
             else:
                 X = np.concatenate([Xs, Xt])
                 y = np.r_[ys, -np.ones(len(Xt), int)]
-                adaptation = "dann" if method == "DANN" else "coral"
+                adaptation = {"DANN": "dann", "Deep CORAL": "coral"}.get(method)
+                if method == "DANN, Ganin's ramp":
+                    torch.manual_seed(1000 + seed)  # its domain classifier's initial weights
+                    adaptation = DANNLoss(BODY_DIM[body], ramp=True)
                 model = source_model(body, seed, adaptation=adaptation).fit(X, y)
             seconds = seconds if method == "source only" else time.process_time() - t0
             row = {

@@ -155,3 +155,37 @@ def test_an_adaptation_loss_object_plugs_in_and_pulls_the_domains_together():
     assert MeanGap.calls > 0
     assert mean_gap(plugged) < 0.5 * mean_gap(fit(None, X, y, 0))
     assert clone(plugged).adaptation is not plugged.adaptation  # clone copies the object
+
+
+def test_dann_ramps_its_reversed_gradient_as_ganin_et_al():
+    from sktransfer.training import DANNLoss
+
+    loss = DANNLoss(4, ramp=True)
+    expected = {0.0: 0.0, 0.1: 0.4621, 0.25: 0.8483, 0.5: 0.9866, 1.0: 0.9999}
+    for p, lam in expected.items():
+        loss.progress = p
+        assert loss.reversal() == pytest.approx(lam, abs=1e-4)
+    flat = DANNLoss(4)  # the default: full strength from the first step
+    flat.progress = 0.0
+    assert flat.reversal() == 1.0
+
+
+def test_an_adaptation_term_sees_the_progress_of_the_steps():
+    class Recording(AdaptationLoss):
+        def __init__(self, n_features):
+            super().__init__(n_features)
+            self.seen = []
+
+        def forward(self, zs, zt):
+            self.seen.append(self.progress)
+            return (zs.mean() - zt.mean()) ** 2
+
+    X, y, _, _ = affine_shift(0, n=64)
+    torch.manual_seed(0)
+    clf = FineTuneClassifier(
+        body(), adaptation=Recording(16), max_epochs=2, linear_probe=False, random_state=0
+    ).fit(X, y)
+    seen = clf.net_.criterion_.adaptation.seen
+    # 128 rows a phase, batches of 32: 4 steps an epoch, 8 in all, progress k / 8
+    assert seen[:3] == [0.0, 0.125, 0.25] and seen == sorted(seen) and max(seen) < 1
+    assert clf.net_.criterion_.adaptation.progress == 1.0  # after the fit: full strength

@@ -17,6 +17,7 @@ parameters and the input. It imports no estimator module and not ``sklearn.base`
 from ._adaptation import (
     ADAPTATION_LOSSES,
     AdaptationLoss,
+    AdaptationProgress,
     CORALLoss,
     DANNLoss,
     GradReverse,
@@ -116,6 +117,7 @@ __all__ = [
     "PROBE_LRCV_OPTIONS",
     "RECIPES",
     "AdaptationLoss",
+    "AdaptationProgress",
     "AdapterSpec",
     "BranchedBody",
     "CORALLoss",

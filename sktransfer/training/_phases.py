@@ -13,13 +13,14 @@ from ..augment import make_augment
 from ..backbones import param_blocks
 from ..inputs import FeatureRows, Subset
 from . import _distributed
+from ._adaptation import AdaptationProgress
 from ._assemble import assemble, unfreeze
 from ._data import SourceDataset, TrainingDataset
 from ._model import TaskHeads, load_linear_heads
 from ._net import fit_net, make_net, resume_training
 from ._peft import merge_adapter
 from ._probe import fit_task_probes
-from ._recipe import RECIPES, OneCycle, budget_epochs
+from ._recipe import RECIPES, OneCycle, budget_epochs, steps_per_epoch
 from ._regularize import L2SP
 
 
@@ -141,6 +142,9 @@ def _callbacks(plan, n_train, epochs, schedule, validating, l2sp_names=()):
         cbs.append(("onecycle", OneCycle(n_train, epochs, plan.batch_size)))
     if l2sp_names:
         cbs.append(("l2sp", L2SP(plan.l2sp, l2sp_names)))
+    if schedule and plan.adaptation is not None:  # partial_fit: the term at full strength
+        steps = epochs * steps_per_epoch(n_train, plan.batch_size)
+        cbs.append(("adaptation_progress", AdaptationProgress(steps)))
     if validating:
         cbs.append(
             (
