@@ -54,6 +54,7 @@ from .training import (
     settle_wise,
     shared_seed,
     split_rows,
+    target_batchnorm,
     train_all,
     train_head,
     trainable_parameters,
@@ -166,6 +167,8 @@ class FineTuneBase(BackboneEstimator):
         )
         if probe is not None:  # the probe won, solved again on every labelled row
             self.probe_loss_, self.probe_regularization_, _ = probe
+        if plan.adaptation is not None:  # statistics of the domain predict will see
+            self.target_batchnorm_ = target_batchnorm(model, bb, data, plan)
         bb.compute_fingerprint()
         return self
 
@@ -176,6 +179,7 @@ class FineTuneBase(BackboneEstimator):
         the probe the head, no epoch follows (``max_epochs_`` 0), so every labelled row
         trains (none is held out for early stopping or the guard)."""
         self.contrastive_, self.contrastive_history_ = False, []
+        self.target_batchnorm_ = False
         epochs = self._contrastive_epochs(data)
         if not epochs:
             return data, 0

@@ -274,7 +274,10 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         Epochs without improvement of the validation loss before early stopping stops.
     adaptation : None, "dann", "coral" or AdaptationLoss, default=None
         Deep domain adaptation with unlabelled target rows (y == -1 or ``sample_domain``);
-        an ``sktransfer.training.AdaptationLoss`` object plugs in another method.
+        an ``sktransfer.training.AdaptationLoss`` object plugs in another method. Where
+        the body's BatchNorm trains (``batchnorm_ == "train"``), its running statistics
+        are re-estimated on the target rows after training (AdaBN), so the fitted model
+        is the target domain's (``target_batchnorm_``).
     adaptation_weight : float, default=1.0
         Weight of the adaptation loss (DANN's domain loss, or the CORAL distance)
         against the classification loss.
@@ -337,6 +340,9 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         The crop size images were fed at (see ``image_size``).
     contrastive_ : bool
         Whether the contrastive phase ran (see ``contrastive``).
+    target_batchnorm_ : bool
+        Whether BatchNorm statistics were re-estimated on the target rows (see
+        ``adaptation``).
     history_ : list of dict
 
     Examples

@@ -189,3 +189,37 @@ def test_an_adaptation_term_sees_the_progress_of_the_steps():
     # 128 rows a phase, batches of 32: 4 steps an epoch, 8 in all, progress k / 8
     assert seen[:3] == [0.0, 0.125, 0.25] and seen == sorted(seen) and max(seen) < 1
     assert clf.net_.criterion_.adaptation.progress == 1.0  # after the fit: full strength
+
+
+def _bn_body():
+    return nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU())
+
+
+@pytest.mark.parametrize("adaptation", ["dann", "coral"])
+def test_a_body_whose_batchnorm_trained_ends_with_the_targets_statistics(adaptation):
+    X, y, Xt, _ = affine_shift(0)
+    torch.manual_seed(0)
+    clf = FineTuneClassifier(_bn_body(), weights=None, adaptation=adaptation, random_state=0)
+    clf.fit(X, y)
+    assert clf.batchnorm_ == "train" and clf.target_batchnorm_ is True
+    fitted = clf.backbone_.module
+    linear, norm = (m for m in fitted.modules() if isinstance(m, (nn.Linear, nn.BatchNorm1d)))
+    with torch.no_grad():
+        h = linear(torch.from_numpy(X[y < 0]))  # the target rows, as the first layer sees them
+    # BatchNorm's cumulative average: the mean over the fit's batches of 32 target rows
+    chunks = torch.split(h, 32)
+    mean = torch.stack([c.mean(0) for c in chunks]).mean(0)
+    var = torch.stack([c.var(0) for c in chunks]).mean(0)
+    np.testing.assert_allclose(norm.running_mean.numpy(), mean.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(norm.running_var.numpy(), var.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_pretrained_statistics_and_bodies_without_batchnorm_are_left_alone():
+    X, y, _, _ = affine_shift(0)
+    torch.manual_seed(0)
+    kept = FineTuneClassifier(_bn_body(), adaptation="coral", random_state=0).fit(X, y)
+    assert kept.batchnorm_ == "eval" and kept.target_batchnorm_ is False
+    none = FineTuneClassifier(body(), weights=None, adaptation="coral", random_state=0)
+    assert none.fit(X, y).target_batchnorm_ is False
+    plain = FineTuneClassifier(body(), random_state=0).fit(X[y >= 0], y[y >= 0])
+    assert plain.target_batchnorm_ is False

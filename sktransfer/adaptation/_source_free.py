@@ -21,14 +21,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from .._backbone_estimator import seed_of
 from .._device import autocast, autocast_dtype, to_device
 from ..finetune import FineTuneClassifier, FineTuneRegressor
 from ..inputs import as_source
-from ..training import SourceDataset
+from ..training import SourceDataset, batchnorms, reestimate_batchnorm
 from ._base import WrappingAdapter, check_sample_domain, unlabelled_mask
 
 
@@ -121,7 +119,7 @@ class _SourceFree(WrappingAdapter):
                 f"{name} minimises the entropy of class probabilities, so it needs a "
                 f"classifier; got {type(src).__name__}. For a regressor use AdaBN."
             )
-        if self._needs_batchnorm and not _batchnorms(src.module_):
+        if self._needs_batchnorm and not batchnorms(src.module_):
             raise ValueError(
                 f"{name} works on BatchNorm layers, and the source model "
                 f"({type(src).__name__} with backbone {_describe(src.backbone)}) has none. "
@@ -186,24 +184,10 @@ class _SourceFree(WrappingAdapter):
         """AdaBN: every BatchNorm's running mean and variance become the target's, averaged
         over all target rows (a cumulative average, not a momentum one); nothing else moves."""
         module = est.module_.to(est.device_)
-        norms = _batchnorms(module)
-        if not norms:
-            return
         batches, n = self._loader(est, X)
-        momenta = [m.momentum for m in norms]
-        module.eval()
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average: the mean over batches
-            m.train()
-        try:
-            with torch.no_grad():
-                for _, x in batches(np.arange(n)):
-                    self._run(est, x)
-        finally:
-            for m, mom in zip(norms, momenta):
-                m.momentum = mom
-            module.eval()
+        reestimate_batchnorm(
+            module, (x for _, x in batches(np.arange(n))), run=lambda x: self._run(est, x)
+        )
 
 
 class AdaBN(_SourceFree):
@@ -321,7 +305,7 @@ class _Trained(_SourceFree):
         """Everything in eval() (no dropout), except BatchNorm when it uses batch statistics."""
         est.module_.eval()
         if self._batch_statistics(est):
-            for m in _batchnorms(est.module_):
+            for m in batchnorms(est.module_):
                 m.train()
 
 
@@ -388,7 +372,7 @@ class TENT(_Trained):
         self.verbose = verbose
 
     def _adapt(self, est, X):
-        params = [p for m in _batchnorms(est.module_) for p in (m.weight, m.bias) if p is not None]
+        params = [p for m in batchnorms(est.module_) for p in (m.weight, m.bias) if p is not None]
         if not params:
             raise ValueError(
                 "TENT trains the BatchNorm layers' affine parameters, and the source "
@@ -541,10 +525,6 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of each row's softmax."""
     logp = logits.log_softmax(1)
     return -(logp.exp() * logp).sum(1)
-
-
-def _batchnorms(module: nn.Module) -> list[_BatchNorm]:
-    return [m for m in module.modules() if isinstance(m, _BatchNorm)]
 
 
 def _describe(backbone) -> str:

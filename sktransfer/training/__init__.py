@@ -6,6 +6,7 @@ parameters and the input. It imports no estimator module and not ``sklearn.base`
 - ``_assemble``: freezing, the adapter and the optimiser groups in one map of names;
 - ``_model``: ``TransferModel``, ``TaskHeads``, ``BranchedBody``;
 - ``_phases``: the linear probe, the head on cached features, the unfrozen phase;
+- ``_batchnorm``: BatchNorm statistics re-estimated on chosen rows (AdaBN; after adaptation);
 - ``_contrastive``: SetFit's pair phase of the body, before the probe (few labelled rows);
 - ``_loss`` / ``_adaptation``: the criterion in skorch's slot and its adaptation terms;
 - ``_net``: ``TransferNet``; ``_probe``; ``_regularize`` (L2-SP, WiSE-FT); ``_data``;
@@ -32,6 +33,7 @@ from ._assemble import (
     frozen_names,
     fully_frozen_modules,
 )
+from ._batchnorm import batchnorms, reestimate_batchnorm, row_batches, target_batchnorm
 from ._contrastive import contrastive_phase, pair_loss
 from ._data import SourceDataset, TrainingDataset, identity_collate
 from ._distributed import (
@@ -99,6 +101,10 @@ from ._recipe import (
 from ._regularize import L2SP, interpolate_weights, weights_snapshot
 
 __all__ = [
+    "batchnorms",
+    "reestimate_batchnorm",
+    "row_batches",
+    "target_batchnorm",
     "CONTRASTIVE_MAX_EPOCHS",
     "CONTRASTIVE_MAX_ROWS",
     "CONTRASTIVE_STEPS",

@@ -1,0 +1,78 @@
+"""BatchNorm statistics re-estimated on chosen rows (AdaBN, Li et al. 2016): after a fit
+on source and target rows together, and in ``sktransfer.adaptation.AdaBN``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skorch.utils import to_device
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..inputs import Subset
+from ._data import SourceDataset
+
+
+def batchnorms(module) -> list[_BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, _BatchNorm)]
+
+
+@torch.no_grad()
+def reestimate_batchnorm(module, batches, run=None) -> bool:
+    """Every BatchNorm's running mean and variance in ``module`` become those of the
+    batches (a cumulative average over all of them, not a momentum one), each passed to
+    ``run`` (default: ``module`` itself); nothing else moves. Returns whether ``module``
+    has any BatchNorm."""
+    norms = batchnorms(module)
+    if not norms:
+        return False
+    momenta = [m.momentum for m in norms]
+    module.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the mean over batches
+        m.train()
+    try:
+        for x in batches:
+            (run or module)(x)
+    finally:
+        for m, mom in zip(norms, momenta):
+            m.momentum = mom
+        module.eval()
+    return True
+
+
+def row_batches(backbone, source, rows, batch_size: int, device):
+    """Model-ready batches of ``rows`` of ``source`` through the backbone's own input
+    pipeline, on ``device``; a last batch of one row joins the one before, as BatchNorm
+    cannot take the statistics of a single row."""
+    ds = SourceDataset(Subset(source, rows), {}, backbone.preprocess, None, backbone.collate)
+    starts = list(range(0, len(rows), batch_size))
+    if len(starts) > 1 and len(rows) - starts[-1] == 1:
+        starts.pop()
+    for start, stop in zip(starts, starts[1:] + [len(rows)]):
+        x, _ = ds.__getitems__(np.arange(start, stop))
+        yield to_device(x, device)
+
+
+def target_batchnorm(model, backbone, data, plan) -> bool:
+    """After a fit with adaptation whose BatchNorm trained (``plan.batchnorm ==
+    "train"``): the running statistics re-estimated on the target rows alone. Training
+    on batches that mix both domains leaves statistics of the mixture, which normalise
+    neither domain's rows as the network saw them (measured: LeNet on Fashion-MNIST ->
+    low contrast, 0.108 at adaptation weight 0 against 0.370 for the source rows alone,
+    0.672 with the target's statistics). Returns whether it ran."""
+    d = data.targets.get("d")
+    if plan.batchnorm != "train" or d is None:
+        return False
+    rows = np.flatnonzero(np.asarray(d) == 0)
+    if len(rows) < 2:
+        return False
+    model.to(plan.device)
+    batches = row_batches(backbone, data.source, rows, plan.batch_size, plan.device)
+    done = reestimate_batchnorm(model.body, batches)
+    if done:
+        plan.say(f"BatchNorm statistics re-estimated on the {len(rows)} target rows")
+    return done
+
+
+__all__ = ["batchnorms", "reestimate_batchnorm", "row_batches", "target_batchnorm"]
