@@ -5,7 +5,6 @@ runs the engine's phases (``sktransfer.training``) and stores what they return."
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,6 +23,7 @@ from ._device import resolve_device
 from ._finetune_face import (
     check_finetune_params,
     check_partial_fit,
+    pairs_first,
     plan_from_params,
     same_backbone,
     warn_interrupted,
@@ -40,7 +40,6 @@ from .training import (
     body_family,
     budget_epochs,
     check_freeze,
-    contrastive_phase,
     drop_training_state,
     first_branch,
     fit_probe,
@@ -140,7 +139,7 @@ class FineTuneBase(BackboneEstimator):
         self.probe_loss_ = self.probe_regularization_ = None
         self.head_history_, self.wise_, self.wise_losses_ = [], None, None
         model, bb, tasks = self.module_, self.backbone_, self._tasks()
-        data, n_body = self._contrastive(data, plan)
+        data, n_body = pairs_first(self, data, plan)
         if self.linear_probe:
             self.probe_loss_, self.probe_regularization_, self.head_history_ = fit_probe(
                 model, bb, data, plan, tasks
@@ -171,29 +170,6 @@ class FineTuneBase(BackboneEstimator):
             self.target_batchnorm_ = target_batchnorm(model, bb, data, plan)
         bb.compute_fingerprint()
         return self
-
-    def _contrastive(self, data, plan):
-        """The contrastive phase where the face asks for it; returns (the rows the next
-        phases train on, the body's parameters that trained). Under ``max_epochs="auto"``
-        with the probe and no adaptation it is SetFit's recipe: the pairs train the body,
-        the probe the head, no epoch follows (``max_epochs_`` 0), so every labelled row
-        trains (none is held out for early stopping or the guard)."""
-        self.contrastive_, self.contrastive_history_ = False, []
-        self.target_batchnorm_ = False
-        epochs = self._contrastive_epochs(data)
-        if not epochs:
-            return data, 0
-        if self.max_epochs == "auto" and self.linear_probe and plan.adaptation is None:
-            self.max_epochs_ = 0
-            data = replace(data, train=np.arange(len(data.labelled)), valid=None, holdout=None)
-        model, bb = self.module_, self.backbone_
-        history, n_body, stopped = contrastive_phase(model, bb, data, plan, epochs, plan.lr)
-        self.contrastive_, self.contrastive_history_ = bool(history), history
-        bb.compute_fingerprint()  # the probe reads the new body's features
-        if stopped:
-            self.interrupted_, self.max_epochs_ = True, 0
-            warn_interrupted(self, "the contrastive phase", len(history), epochs)
-        return data, n_body
 
     def _guarded(self) -> bool:
         """Whether ``wise="auto"`` chooses the point between the probe and the fine-tune
@@ -300,6 +276,7 @@ class FineTuneBase(BackboneEstimator):
         self._fitted_spec = self.backbone
         self.modality_, self.backbone_ = data.modality, bb
         self.contrastive_, self.contrastive_history_ = False, []
+        self.target_batchnorm_ = False
         self.image_size_ = features.image_size_
         self.module_ = TransferModel(self._make_body(bb), self._make_head(bb.dim))
         self.family_ = body_family(bb.module, self.modality_)

@@ -1,17 +1,26 @@
 """What the fine-tune faces share outside their class: the checks made before a row is
 read (what scikit-learn's parameter constraints cannot express, what ``partial_fit``
-refuses, whether ``warm_start`` can continue the fitted body) and the ``Plan`` built
-from the parameters."""
+refuses, whether ``warm_start`` can continue the fitted body), the ``Plan`` built from
+the parameters, the contrastive phase's place in a fit, and the interrupt warning."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
+import numpy as np
 from skorch.callbacks import Callback
 
 from ._backbone_estimator import check_backbone_params
 from ._log import caller_stacklevel
-from .training import AdapterSpec, Plan, check_process_group, import_peft, is_main_process
+from .training import (
+    AdapterSpec,
+    Plan,
+    check_process_group,
+    contrastive_phase,
+    import_peft,
+    is_main_process,
+)
 
 
 def check_finetune_params(est) -> None:
@@ -144,3 +153,27 @@ def warn_interrupted(est, phase: str, done: int, total: int) -> None:
         UserWarning,
         stacklevel=caller_stacklevel(),
     )
+
+
+def pairs_first(est, data, plan):
+    """A fresh fit's first phase: the contrastive one where the face asks for it
+    (``est._contrastive_epochs``); returns (the rows the next
+    phases train on, the body's parameters that trained). Under ``max_epochs="auto"``
+    with the probe and no adaptation it is SetFit's recipe: the pairs train the body,
+    the probe the head, no epoch follows (``max_epochs_`` 0), so every labelled row
+    trains (none is held out for early stopping or the guard)."""
+    est.contrastive_, est.contrastive_history_ = False, []
+    epochs = est._contrastive_epochs(data)
+    if not epochs:
+        return data, 0
+    if est.max_epochs == "auto" and est.linear_probe and plan.adaptation is None:
+        est.max_epochs_ = 0
+        data = replace(data, train=np.arange(len(data.labelled)), valid=None, holdout=None)
+    model, bb = est.module_, est.backbone_
+    history, n_body, stopped = contrastive_phase(model, bb, data, plan, epochs, plan.lr)
+    est.contrastive_, est.contrastive_history_ = bool(history), history
+    bb.compute_fingerprint()  # the probe reads the new body's features
+    if stopped:
+        est.interrupted_, est.max_epochs_ = True, 0
+        warn_interrupted(est, "the contrastive phase", len(history), epochs)
+    return data, n_body
