@@ -142,6 +142,7 @@ def test_partial_fit_and_the_other_faces_say_it_did_not_run(tiny_dir):
     X, y = _table()
     clf = FineTuneClassifier(tiny_dir).partial_fit(TOPICS, TOPIC, classes=[0, 1])
     assert clf.contrastive_ is False and clf.contrastive_history_ == []
+    assert clf.target_batchnorm_ is False
     reg = FineTuneRegressor(_attention_like_body(), max_epochs=1).fit(X, X[:, 0])
     assert reg.contrastive_ is False
 
