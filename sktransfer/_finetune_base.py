@@ -21,11 +21,13 @@ from ._backbone_estimator import (
 )
 from ._device import resolve_device
 from ._finetune_face import (
+    ADDED_FITTED_ATTRIBUTES,
     check_finetune_params,
     check_partial_fit,
     pairs_first,
     plan_from_params,
     same_backbone,
+    settle_target,
     warn_interrupted,
 )
 from ._torch import Seed
@@ -53,7 +55,6 @@ from .training import (
     settle_wise,
     shared_seed,
     split_rows,
-    target_batchnorm,
     train_all,
     train_head,
     trainable_parameters,
@@ -129,7 +130,8 @@ class FineTuneBase(BackboneEstimator):
                 self._build(data)
             plan = self._plan(data)
             if continuing:
-                return self._train_all(data, plan)
+                self._train_all(data, plan)
+                return settle_target(self, data, plan)
             return self._fit_from_pretrained(data, plan)
 
     def _fit_from_pretrained(self, data, plan):
@@ -166,8 +168,7 @@ class FineTuneBase(BackboneEstimator):
         )
         if probe is not None:  # the probe won, solved again on every labelled row
             self.probe_loss_, self.probe_regularization_, _ = probe
-        if plan.adaptation is not None:  # statistics of the domain predict will see
-            self.target_batchnorm_ = target_batchnorm(model, bb, data, plan)
+        settle_target(self, data, plan)
         bb.compute_fingerprint()
         return self
 
@@ -194,7 +195,9 @@ class FineTuneBase(BackboneEstimator):
             data = self._prepare(X, y, sample_weight, None, reset=first, seed=seed, classes=classes)
             if first:
                 self._build(data)
-            self._train_all(data, self._plan(data, epochs=None if first else self.max_epochs_), 1)
+            plan = self._plan(data, epochs=None if first else self.max_epochs_)
+            self._train_all(data, plan, 1)
+            settle_target(self, data, plan)
         return self
 
     def _check_params(self):
@@ -375,6 +378,8 @@ class FineTuneBase(BackboneEstimator):
         return state
 
     def __setstate__(self, state):
+        if "net_" in state:  # pickled before these attributes existed: what they meant then
+            state = {**ADDED_FITTED_ATTRIBUTES, **state}
         self.__dict__.update(state)
         if "net_" in state:
             self._fitted_spec = self.backbone  # unpickled together: the same spec

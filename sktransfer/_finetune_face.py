@@ -20,7 +20,15 @@ from .training import (
     contrastive_phase,
     import_peft,
     is_main_process,
+    target_batchnorm,
 )
+
+# Fitted attributes added after 0.1.0's pickles: their values for a model fitted then.
+ADDED_FITTED_ATTRIBUTES = {
+    "contrastive_": False,
+    "contrastive_history_": [],
+    "target_batchnorm_": False,
+}
 
 
 def check_finetune_params(est) -> None:
@@ -177,3 +185,17 @@ def pairs_first(est, data, plan):
         est.interrupted_, est.max_epochs_ = True, 0
         warn_interrupted(est, "the contrastive phase", len(history), epochs)
     return data, n_body
+
+
+def settle_target(est, data, plan):
+    """With adaptation, after an unfrozen phase that ran: the BatchNorm statistics of the
+    target rows, the domain ``predict`` will see (``target_batchnorm_``); returns ``est``."""
+    ran = bool(est.net_.history) and est.freeze != "backbone"
+    est.target_batchnorm_ = bool(
+        plan.adaptation is not None
+        and ran
+        and target_batchnorm(est.module_, est.backbone_, data, plan)
+    )
+    if est.target_batchnorm_:
+        est.backbone_.compute_fingerprint()
+    return est

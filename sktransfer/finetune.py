@@ -276,8 +276,9 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         Deep domain adaptation with unlabelled target rows (y == -1 or ``sample_domain``);
         an ``sktransfer.training.AdaptationLoss`` object plugs in another method. Where
         the body's BatchNorm trains (``batchnorm_ == "train"``), its running statistics
-        are re-estimated on the target rows after training (AdaBN), so the fitted model
-        is the target domain's (``target_batchnorm_``).
+        (outside frozen blocks) are re-estimated on the target rows after each unfrozen
+        phase (AdaBN), so the fitted model is the target domain's
+        (``target_batchnorm_``).
     adaptation_weight : float, default=1.0
         Weight of the adaptation loss (DANN's domain loss, or the CORAL distance)
         against the classification loss.
@@ -716,6 +717,8 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
     adaptation : None, "dann", "coral" or AdaptationLoss, default=None
         Deep domain adaptation with unlabelled target rows (y = NaN or ``sample_domain``);
         an ``sktransfer.training.AdaptationLoss`` object plugs in another method.
+        BatchNorm statistics that trained end as the target rows', as in
+        ``FineTuneClassifier`` (``target_batchnorm_``).
     adaptation_weight : float, default=1.0
         Weight of the adaptation loss against the regression loss.
     warm_start : bool, default=False

@@ -223,3 +223,34 @@ def test_pretrained_statistics_and_bodies_without_batchnorm_are_left_alone():
     assert none.fit(X, y).target_batchnorm_ is False
     plain = FineTuneClassifier(body(), random_state=0).fit(X[y >= 0], y[y >= 0])
     assert plain.target_batchnorm_ is False
+
+
+def _first_norm(clf):
+    return next(m for m in clf.backbone_.module.modules() if isinstance(m, nn.BatchNorm1d))
+
+
+def test_a_warm_started_fit_and_partial_fit_end_with_the_targets_statistics_again():
+    X, y, _, _ = affine_shift(0)
+    torch.manual_seed(0)
+    clf = FineTuneClassifier(
+        _bn_body(), weights=None, adaptation="coral", warm_start=True, random_state=0
+    ).fit(X, y)
+    after_first = _first_norm(clf).running_mean.clone()
+    clf.fit(X, y)  # continues: the statistics trained again on mixed batches
+    assert clf.target_batchnorm_ is True
+    assert not torch.equal(_first_norm(clf).running_mean, after_first)  # the new body's
+    clf.partial_fit(X, y)
+    assert clf.target_batchnorm_ is True
+
+
+def test_frozen_blocks_and_a_fit_without_epochs_keep_their_statistics():
+    X, y, _, _ = affine_shift(0)
+    body = nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 16))
+    torch.manual_seed(0)
+    clf = FineTuneClassifier(body, weights=None, adaptation="coral", freeze=2, random_state=0).fit(
+        X, y
+    )
+    norm = _first_norm(clf)  # in the frozen blocks: never trained, never re-estimated
+    assert torch.equal(norm.running_mean, torch.zeros(16)) and clf.target_batchnorm_ is False
+    none = FineTuneClassifier(_bn_body(), weights=None, adaptation="coral", max_epochs=0)
+    assert none.set_params(random_state=0).fit(X, y).target_batchnorm_ is False

@@ -15,6 +15,7 @@ from torch import nn
 from .._device import autocast, autocast_dtype, halve_on_oom
 from .._log import PrintLog
 from . import _distributed
+from ._adaptation import AdaptationProgress
 from ._data import identity_collate
 from ._loss import TransferCriterion
 from ._model import TransferModel
@@ -275,7 +276,10 @@ def resume_training(net) -> None:
     moments for the same groups, at their peak rates, with no schedule."""
     if net.optimizer_ is not None:
         return
-    net.callbacks_ = [(n, cb) for n, cb in net.callbacks_ if not isinstance(cb, LRScheduler)]
+    # No schedule: neither the rate's nor the adaptation term's (at full strength).
+    net.callbacks_ = [
+        (n, cb) for n, cb in net.callbacks_ if not isinstance(cb, (LRScheduler, AdaptationProgress))
+    ]
     net.initialize_optimizer()
 
 
