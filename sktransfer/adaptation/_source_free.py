@@ -26,7 +26,7 @@ from .._backbone_estimator import seed_of
 from .._device import autocast, autocast_dtype, to_device
 from ..finetune import FineTuneClassifier, FineTuneRegressor
 from ..inputs import as_source
-from ..training import SourceDataset, batchnorms, reestimate_batchnorm
+from ..training import SourceDataset, batch_bounds, batchnorms, reestimate_batchnorm
 from ._base import WrappingAdapter, check_sample_domain, unlabelled_mask
 
 
@@ -161,12 +161,8 @@ class _SourceFree(WrappingAdapter):
         device = est.device_
 
         def batches(order):
-            """(rows, batch) pairs; a last batch of one row joins the one before, as
-            BatchNorm cannot take the statistics of a single row."""
-            starts = list(range(0, len(order), size))
-            if len(starts) > 1 and len(order) - starts[-1] == 1:
-                starts.pop()
-            for start, stop in zip(starts, starts[1:] + [len(order)]):
+            """(rows, batch) pairs (``batch_bounds``: no batch of a single row)."""
+            for start, stop in batch_bounds(len(order), size):
                 rows = order[start:stop]
                 x, _ = ds.__getitems__(rows)
                 yield rows, to_device(x, device)

@@ -33,7 +33,13 @@ from ._assemble import (
     frozen_names,
     fully_frozen_modules,
 )
-from ._batchnorm import batchnorms, reestimate_batchnorm, row_batches, target_batchnorm
+from ._batchnorm import (
+    batch_bounds,
+    batchnorms,
+    reestimate_batchnorm,
+    row_batches,
+    target_batchnorm,
+)
 from ._contrastive import contrastive_phase, pair_loss
 from ._data import SourceDataset, TrainingDataset, identity_collate
 from ._distributed import (
@@ -101,6 +107,7 @@ from ._recipe import (
 from ._regularize import L2SP, interpolate_weights, weights_snapshot
 
 __all__ = [
+    "batch_bounds",
     "batchnorms",
     "reestimate_batchnorm",
     "row_batches",

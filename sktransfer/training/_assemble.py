@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from ..backbones import param_blocks
 from ._model import BranchedBody, body_names_of
 from ._peft import apply_adapter, base_param_name, trainable_parameters
 from ._recipe import layerwise_groups
@@ -138,6 +139,15 @@ def frozen_names(named_params: list[str], blocks: list[list[str]], freeze) -> se
             f"{named_params[:3]} (see sktransfer.backbones.param_blocks)."
         )
     return out
+
+
+def frozen_of(body, freeze) -> tuple[set[str], list[str]]:
+    """(the body's parameter names ``freeze`` keeps frozen, its submodules they fill):
+    what a phase outside the unfrozen one (the pairs, the target's statistics) leaves
+    alone."""
+    names = [n for n, _ in body.named_parameters()]
+    frozen = frozen_names(names, param_blocks(body), freeze)
+    return frozen, fully_frozen_modules(body, frozen)
 
 
 def fully_frozen_modules(module: nn.Module, frozen: set[str]) -> list[str]:

@@ -9,9 +9,8 @@ from skorch.utils import to_device
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .._device import autocast, autocast_dtype
-from ..backbones import param_blocks
 from ..inputs import Subset
-from ._assemble import frozen_names, fully_frozen_modules
+from ._assemble import frozen_of
 from ._data import SourceDataset
 
 
@@ -45,15 +44,20 @@ def reestimate_batchnorm(module, batches, run=None, keep=()) -> bool:
     return True
 
 
+def batch_bounds(n_rows: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of ``n_rows``; a last batch of one row joins the one
+    before, as BatchNorm cannot take the statistics of a single row."""
+    starts = list(range(0, n_rows, batch_size))
+    if len(starts) > 1 and n_rows - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n_rows]))
+
+
 def row_batches(backbone, source, rows, batch_size: int, device):
     """Model-ready batches of ``rows`` of ``source`` through the backbone's own input
-    pipeline, on ``device``; a last batch of one row joins the one before, as BatchNorm
-    cannot take the statistics of a single row."""
+    pipeline, on ``device`` (``batch_bounds``)."""
     ds = SourceDataset(Subset(source, rows), {}, backbone.preprocess, None, backbone.collate)
-    starts = list(range(0, len(rows), batch_size))
-    if len(starts) > 1 and len(rows) - starts[-1] == 1:
-        starts.pop()
-    for start, stop in zip(starts, starts[1:] + [len(rows)]):
+    for start, stop in batch_bounds(len(rows), batch_size):
         x, _ = ds.__getitems__(np.arange(start, stop))
         yield to_device(x, device)
 
@@ -73,8 +77,7 @@ def target_batchnorm(model, backbone, data, plan) -> bool:
     if len(rows) < 2:
         return False
     body = model.to(plan.device).body
-    names = [n for n, _ in body.named_parameters()]
-    keep = fully_frozen_modules(body, frozen_names(names, param_blocks(body), plan.freeze))
+    _, keep = frozen_of(body, plan.freeze)
     dtype = autocast_dtype(plan.device, plan.precision)
 
     def run(x):
@@ -88,4 +91,4 @@ def target_batchnorm(model, backbone, data, plan) -> bool:
     return done
 
 
-__all__ = ["batchnorms", "reestimate_batchnorm", "row_batches", "target_batchnorm"]
+__all__ = ["batch_bounds", "batchnorms", "reestimate_batchnorm", "row_batches", "target_batchnorm"]

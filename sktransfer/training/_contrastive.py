@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from skorch.utils import to_device
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..backbones import param_blocks
 from ..inputs import Subset
-from ._assemble import frozen_names, fully_frozen_modules
+from ._assemble import frozen_of
 from ._data import SourceDataset
 
 
@@ -59,7 +58,7 @@ def contrastive_phase(model, backbone, data, plan, epochs: int, lr: float):
     y_all = np.asarray(data.targets["y"])
     body = model.body.to(plan.device)
     named = list(body.named_parameters())
-    frozen = frozen_names([n for n, _ in named], param_blocks(body), plan.freeze)
+    frozen, frozen_modules = frozen_of(body, plan.freeze)
     train = [(n, p) for n, p in named if n not in frozen]
     if epochs == 0 or len(rows) < 2 or not train:
         return [], 0, False
@@ -72,7 +71,7 @@ def contrastive_phase(model, backbone, data, plan, epochs: int, lr: float):
     history, interrupted = [], False
     for n, p in named:
         p.requires_grad_(n not in frozen)
-    _train_mode(body, frozen, plan.batchnorm)
+    _train_mode(body, frozen_modules, plan.batchnorm)
     try:
         for epoch in range(epochs):
             order = torch.randperm(len(rows), generator=gen).numpy()
@@ -129,11 +128,11 @@ def _optimiser(train, lr: float, weight_decay: float, total: int):
     return opt, sched
 
 
-def _train_mode(body, frozen: set[str], batchnorm: str) -> None:
-    """body.train(), but the blocks ``frozen`` fills and (``batchnorm == "eval"``) every
+def _train_mode(body, frozen_modules: list[str], batchnorm: str) -> None:
+    """body.train(), but the ``frozen_modules`` and (``batchnorm == "eval"``) every
     BatchNorm stay in eval(), as ``TransferModel.train`` keeps them in the other phases."""
     body.train()
-    for name in fully_frozen_modules(body, frozen):
+    for name in frozen_modules:
         (body.get_submodule(name) if name else body).eval()
     if batchnorm == "eval":
         for m in body.modules():
