@@ -128,10 +128,10 @@ def test_auto_leaves_it_off_where_it_was_not_measured_or_does_not_belong(tiny_di
     table = FineTuneClassifier(_attention_like_body(), random_state=0).fit(X, y)
     assert table.family_ == "transformer" and table.contrastive_ is False
     for kw in ({"freeze": 1}, {"adapter": "bitfit"}, {"weights": None}):
-        clf = FineTuneClassifier(tiny_dir, max_epochs=1, random_state=0, **kw).fit(TOPICS, TOPIC)
+        clf = FineTuneClassifier(tiny_dir, random_state=0, **kw).fit(TOPICS, TOPIC)
         assert clf.contrastive_ is False, kw
     many = TOPICS * (CONTRASTIVE_MAX_ROWS // 24 + 1)
-    clf = FineTuneClassifier(tiny_dir, max_epochs=1, random_state=0)
+    clf = FineTuneClassifier(tiny_dir, random_state=0)
     assert clf.fit(many, np.tile(TOPIC, len(many) // 24)).contrastive_ is False
     Y = np.stack([y, 1 - y * (X[:, 2] > 0)], axis=1)  # multilabel: rows have no one class
     clf = FineTuneClassifier(_attention_like_body(), contrastive=True, random_state=0).fit(X, Y)
@@ -143,7 +143,7 @@ def test_partial_fit_and_the_other_faces_say_it_did_not_run(tiny_dir):
     clf = FineTuneClassifier(tiny_dir).partial_fit(TOPICS, TOPIC, classes=[0, 1])
     assert clf.contrastive_ is False and clf.contrastive_history_ == []
     assert clf.target_batchnorm_ is False
-    reg = FineTuneRegressor(_attention_like_body(), max_epochs=1).fit(X, X[:, 0])
+    reg = FineTuneRegressor(_attention_like_body()).fit(X, X[:, 0])
     assert reg.contrastive_ is False
 
 
@@ -188,7 +188,7 @@ def test_freeze_holds_during_the_phase():
     X, y = _table()
     body = _attention_like_body()
     first = body[0].weight.detach().clone()
-    clf = FineTuneClassifier(body, contrastive=True, freeze=1, max_epochs=0, random_state=0)
+    clf = FineTuneClassifier(body, contrastive=True, freeze=1, random_state=0)
     clf.fit(X, y)
     assert len(clf.contrastive_history_) > 0
     fitted = dict(clf.backbone_.module.named_parameters())
@@ -215,7 +215,7 @@ def test_the_order_of_the_pairs_follows_random_state():
     body = _attention_like_body()  # the same initial body every time (the estimator copies it)
 
     def losses(seed):
-        clf = FineTuneClassifier(body, contrastive=True, max_epochs=0)
+        clf = FineTuneClassifier(body, contrastive=True)
         clf.set_params(random_state=seed).fit(X, y)
         return [h["train_loss"] for h in clf.contrastive_history_]
 
