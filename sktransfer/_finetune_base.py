@@ -26,6 +26,7 @@ from ._finetune_face import (
     check_partial_fit,
     pairs_first,
     plan_from_params,
+    record_source_statistics,
     same_backbone,
     settle_target,
     warn_interrupted,
@@ -131,8 +132,10 @@ class FineTuneBase(BackboneEstimator):
             plan = self._plan(data)
             if continuing:
                 self._train_all(data, plan)
-                return settle_target(self, data, plan)
-            return self._fit_from_pretrained(data, plan)
+                settle_target(self, data, plan)
+            else:
+                self._fit_from_pretrained(data, plan)
+            return record_source_statistics(self, data, plan)
 
     def _fit_from_pretrained(self, data, plan):
         """A fresh fit's phases: the pairs (``_contrastive``), the probe, then (unless the
@@ -280,6 +283,7 @@ class FineTuneBase(BackboneEstimator):
         self.modality_, self.backbone_ = data.modality, bb
         self.contrastive_, self.contrastive_history_ = False, []
         self.target_batchnorm_ = False
+        self.batchnorm_statistics_ = None
         self.image_size_ = features.image_size_
         self.module_ = TransferModel(self._make_body(bb), self._make_head(bb.dim))
         self.family_ = body_family(bb.module, self.modality_)

@@ -20,6 +20,7 @@ from .training import (
     contrastive_phase,
     import_peft,
     is_main_process,
+    source_statistics,
     target_batchnorm,
 )
 
@@ -28,6 +29,7 @@ ADDED_FITTED_ATTRIBUTES = {
     "contrastive_": False,
     "contrastive_history_": [],
     "target_batchnorm_": False,
+    "batchnorm_statistics_": None,
 }
 
 
@@ -198,4 +200,13 @@ def settle_target(est, data, plan):
     )
     if est.target_batchnorm_:
         est.backbone_.compute_fingerprint()
+    return est
+
+
+def record_source_statistics(est, data, plan):
+    """After a fit (not ``partial_fit``: one pass over up to 256 rows each call): when the
+    body kept its pretrained BatchNorm statistics, each BatchNorm's input statistics on
+    the labelled rows (``batchnorm_statistics_``), so that AdaBN and TENT can normalise
+    target rows to where the source rows arrived; returns ``est``."""
+    est.batchnorm_statistics_ = source_statistics(est.module_, est.backbone_, data, plan)
     return est

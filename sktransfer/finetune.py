@@ -344,6 +344,12 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
     target_batchnorm_ : bool
         Whether BatchNorm statistics were re-estimated on the target rows (see
         ``adaptation``).
+    batchnorm_statistics_ : dict or None
+        When the body kept its pretrained BatchNorm statistics (``batchnorm_ == "eval"``):
+        per BatchNorm layer (by name in ``module_``), the (mean, variance) of its input
+        over the labelled rows (up to 256, evenly spaced), recorded at the end of ``fit``
+        in one pass without gradients; ``AdaBN`` and ``TENT`` fold them in, so that they
+        start from the source data's statistics. None otherwise.
     history_ : list of dict
 
     Examples

@@ -241,12 +241,73 @@ def test_a_regressor_is_a_clear_error_where_class_probabilities_are_needed(metho
         method(source).fit(Xt)
 
 
+@pytest.fixture(scope="module")
+def default_source():
+    """A source model at the default recipe: on weights it treats as pretrained its
+    BatchNorm keeps the statistics it started with (``batchnorm_ == "eval"``)."""
+    Xs, ys, Xt, yt = offset_shift(0)
+    return FineTuneClassifier(bn_body(), random_state=0).fit(Xs, ys), Xs, ys, Xt, yt
+
+
+def test_a_source_that_kept_its_pretrained_statistics_records_its_rows_own(default_source):
+    source, Xs, _, _, _ = default_source
+    assert source.batchnorm_ == "eval"
+    stats = source.batchnorm_statistics_
+    norms = [n for n, m in source.module_.named_modules() if isinstance(m, nn.BatchNorm1d)]
+    assert sorted(stats) == sorted(norms)
+    # The first BatchNorm's input is the first Linear layer's output on the source rows,
+    # evenly spaced ones where there are more than the pass reads.
+    from sktransfer.training import SOURCE_STATISTICS_ROWS as cap
+
+    assert len(Xs) > cap
+    rows = np.linspace(0, len(Xs) - 1, cap).astype(int)
+    first = source.module_.get_submodule(norms[0].rsplit(".", 1)[0])[0]
+    with torch.no_grad():
+        z = first(torch.from_numpy(Xs[rows]))
+    mean, var = stats[norms[0]]
+    np.testing.assert_allclose(mean, z.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, z.var(0, unbiased=False).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_statistics_are_recorded_only_where_the_pretrained_ones_were_kept(shift):
+    source = shift[0]  # batchnorm="train": its running statistics are the data's
+    assert source.batchnorm_statistics_ is None
+    Xs, ys, _, _ = offset_shift(0, n=40)
+    no_bn = FineTuneClassifier(plain_body(), random_state=0).fit(Xs, ys)
+    assert no_bn.batchnorm_ == "eval" and no_bn.batchnorm_statistics_ is None
+
+
 @pytest.mark.parametrize("method", [AdaBN, TENT])
-def test_a_source_model_on_its_pretrained_batchnorm_statistics_gets_a_warning(method):
+def test_a_default_source_adapts_from_its_rows_statistics_without_a_warning(
+    default_source, method, recwarn
+):
+    source, _, _, Xt, yt = default_source
+    before = state(source)
+    adapted = method(source, random_state=0) if method is TENT else method(source)
+    adapted.fit(Xt)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    assert adapted.source_statistics_
+    # The offset moves the source model to chance; the target statistics undo it.
+    assert source.score(Xt, yt) < 0.6
+    assert adapted.score(Xt, yt) > 0.95
+    for k, v in before.items():  # the source model's own statistics are untouched
+        torch.testing.assert_close(source.module_.state_dict()[k], v)
+
+
+def test_adabn_on_the_source_rows_keeps_a_default_source_s_predictions(default_source):
+    source, Xs, _, _, _ = default_source
+    adapted = AdaBN(source).fit(Xs)
+    assert np.mean(adapted.predict(Xs) == source.predict(Xs)) >= 0.98
+
+
+@pytest.mark.parametrize("method", [AdaBN, TENT])
+def test_a_source_without_a_record_of_its_rows_statistics_gets_a_warning(method):
+    """A model fitted before the statistics were recorded (``batchnorm_statistics_``
+    None) keeps only the pretrained ones: replacing those can be far worse."""
     Xs, ys, Xt, _ = offset_shift(0, n=40)
     source = FineTuneClassifier(bn_body(), random_state=0).fit(Xs, ys)
-    assert source.batchnorm_ == "eval"
-    with pytest.warns(UserWarning, match="batchnorm_='eval'.*Fit the source model with batchn"):
+    source.batchnorm_statistics_ = None
+    with pytest.warns(UserWarning, match="batchnorm_='eval'.*older sktransfer.*Refit the source"):
         method(source).fit(Xt)
 
 
@@ -284,3 +345,51 @@ def test_sample_domain_without_target_rows_is_a_clear_error(shift):
     source, Xs, ys, _, _ = shift
     with pytest.raises(ValueError, match="No target rows.*no negative"):
         AdaBN(source).fit(Xs, ys, sample_domain=np.zeros(len(Xs), int))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_folding_the_source_statistics_in_changes_no_output(affine):
+    """The scale and shift absorb the change of statistics: in eval() the folded layer
+    computes what it did; in train() it maps a batch to the source rows' spread."""
+    from sktransfer.training import fold_statistics
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, affine=affine), nn.ReLU())
+    bn = net[1]
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2.0)
+    if affine:
+        bn.weight.data.normal_()
+        bn.bias.data.normal_()
+    x = torch.randn(8, 3, 6, 6)
+    net.eval()
+    with torch.no_grad():
+        before = net(x)
+        mean, var = torch.randn(4).numpy(), torch.rand(4).add(0.1).numpy()
+        assert fold_statistics(net, {"1": (mean, var)}) == 1
+        torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bn.running_mean.numpy(), mean)
+    np.testing.assert_allclose(bn.running_var.numpy(), var)
+    assert bn.affine and isinstance(bn.weight, nn.Parameter)
+
+
+def test_folding_statistics_of_the_wrong_width_is_a_clear_error():
+    from sktransfer.training import fold_statistics
+
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    with pytest.raises(ValueError, match="BatchNorm '1' have 5 channels; the layer has 3"):
+        fold_statistics(net, {"1": (np.zeros(5, np.float32), np.ones(5, np.float32))})
+
+
+def test_the_recorded_statistics_survive_save_and_load(default_source, tmp_path):
+    from sktransfer import load, save
+
+    source, _, _, Xt, _ = default_source
+    save(source, tmp_path / "m.skt")
+    loaded = load(tmp_path / "m.skt")
+    for name, (mean, var) in source.batchnorm_statistics_.items():
+        np.testing.assert_array_equal(loaded.batchnorm_statistics_[name][0], mean)
+        np.testing.assert_array_equal(loaded.batchnorm_statistics_[name][1], var)
+    np.testing.assert_array_equal(
+        AdaBN(loaded).fit(Xt).predict(Xt), AdaBN(source).fit(Xt).predict(Xt)
+    )

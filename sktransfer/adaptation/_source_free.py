@@ -26,7 +26,13 @@ from .._backbone_estimator import seed_of
 from .._device import autocast, autocast_dtype, to_device
 from ..finetune import FineTuneClassifier, FineTuneRegressor
 from ..inputs import as_source
-from ..training import SourceDataset, batch_bounds, batchnorms, reestimate_batchnorm
+from ..training import (
+    SourceDataset,
+    batch_bounds,
+    batchnorms,
+    fold_statistics,
+    reestimate_batchnorm,
+)
 from ._base import WrappingAdapter, check_sample_domain, unlabelled_mask
 
 
@@ -60,6 +66,13 @@ class _SourceFree(WrappingAdapter):
         X_target = _target_rows(X, y, sample_domain, regression=not is_classifier(source))
         est = copy.deepcopy(source)
         self.estimator_ = est
+        # A source that kept its pretrained statistics recorded its rows' own: fold them
+        # in (the copy computes what the source does), so that the target's statistics
+        # replace the source data's, the premise of AdaBN and TENT.
+        stats = getattr(source, "batchnorm_statistics_", None)
+        self.source_statistics_ = bool(
+            self._needs_batchnorm and stats and fold_statistics(est.module_, stats)
+        )
         self.n_target_ = _n_rows(X_target)
         if self.n_target_ < 2:
             raise ValueError(
@@ -125,17 +138,21 @@ class _SourceFree(WrappingAdapter):
                 f"({type(src).__name__} with backbone {_describe(src.backbone)}) has none. "
                 "Use SHOT, or a backbone with BatchNorm (e.g. 'efficientnet_lite0')."
             )
-        if self._needs_batchnorm and getattr(src, "batchnorm_", "train") == "eval":
+        # A source fitted since 0.1.0 recorded its rows' own statistics when it kept the
+        # pretrained ones; fit folds them in, so the premise holds.
+        unrecorded = self._needs_batchnorm and not getattr(src, "batchnorm_statistics_", None)
+        if unrecorded and getattr(src, "batchnorm_", "train") == "eval":
             warnings.warn(
                 f"{name} replaces the BatchNorm statistics of the source model with the "
                 f"target's, but this {type(src).__name__} kept its pretrained statistics "
-                "(batchnorm_='eval'), not the source data's: its head never saw features "
-                "normalised by the data's own statistics, and the adapted model can be far "
-                "worse than the source one. Fit the source model with batchnorm='train'.",
+                "(batchnorm_='eval') and has no record of the source data's "
+                "(batchnorm_statistics_ is None: it was fitted by an older sktransfer): its "
+                "head never saw features normalised by the data's own statistics, and the "
+                "adapted model can be far worse than the source one. Refit the source model.",
                 UserWarning,
                 stacklevel=3,
             )
-        elif self._needs_batchnorm and getattr(src, "wise_", None) not in (None, 1.0):
+        elif unrecorded and getattr(src, "wise_", None) not in (None, 1.0):
             warnings.warn(
                 f"{name} replaces the BatchNorm statistics of the source model with the "
                 f"target's, but this {type(src).__name__} ends at wise_={src.wise_:g} on the "
@@ -207,6 +224,10 @@ class AdaBN(_SourceFree):
         ``score`` are its.
     n_target_ : int
         Number of target rows adapted on.
+    source_statistics_ : bool
+        Whether the source model's record of its rows' BatchNorm statistics
+        (``batchnorm_statistics_``, kept by a source fitted on pretrained statistics) was
+        folded in first, so that the target's replace the source data's.
 
     Notes
     -----
@@ -333,7 +354,7 @@ class TENT(_Trained):
 
     Attributes
     ----------
-    estimator_, n_target_, lr_
+    estimator_, n_target_, source_statistics_, lr_
     history_ : list of dict
         Mean entropy of the target predictions over each epoch.
 

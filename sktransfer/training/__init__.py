@@ -6,7 +6,8 @@ parameters and the input. It imports no estimator module and not ``sklearn.base`
 - ``_assemble``: freezing, the adapter and the optimiser groups in one map of names;
 - ``_model``: ``TransferModel``, ``TaskHeads``, ``BranchedBody``;
 - ``_phases``: the linear probe, the head on cached features, the unfrozen phase;
-- ``_batchnorm``: BatchNorm statistics re-estimated on chosen rows (AdaBN; after adaptation);
+- ``_batchnorm``: BatchNorm statistics re-estimated on chosen rows (AdaBN; after adaptation),
+  and the source rows' own, recorded when the pretrained ones were kept;
 - ``_contrastive``: SetFit's pair phase of the body, before the probe (few labelled rows);
 - ``_loss`` / ``_adaptation``: the criterion in skorch's slot and its adaptation terms;
 - ``_net``: ``TransferNet``; ``_probe``; ``_regularize`` (L2-SP, WiSE-FT); ``_data``;
@@ -34,10 +35,13 @@ from ._assemble import (
     fully_frozen_modules,
 )
 from ._batchnorm import (
+    SOURCE_STATISTICS_ROWS,
     batch_bounds,
     batchnorms,
+    fold_statistics,
     reestimate_batchnorm,
     row_batches,
+    source_statistics,
     target_batchnorm,
 )
 from ._contrastive import contrastive_phase, pair_loss
@@ -107,9 +111,12 @@ from ._recipe import (
 from ._regularize import L2SP, interpolate_weights, weights_snapshot
 
 __all__ = [
+    "SOURCE_STATISTICS_ROWS",
     "batch_bounds",
     "batchnorms",
+    "fold_statistics",
     "reestimate_batchnorm",
+    "source_statistics",
     "row_batches",
     "target_batchnorm",
     "CONTRASTIVE_MAX_EPOCHS",

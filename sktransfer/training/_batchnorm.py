@@ -1,10 +1,13 @@
 """BatchNorm statistics re-estimated on chosen rows (AdaBN, Li et al. 2016): after a fit
-on source and target rows together, and in ``sktransfer.adaptation.AdaBN``."""
+on source and target rows together, and in ``sktransfer.adaptation.AdaBN``; and the
+source rows' own statistics, recorded after a fit that kept the pretrained ones, so that
+AdaBN and TENT can start from a model whose statistics are the source data's."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from skorch.utils import to_device
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -42,6 +45,99 @@ def reestimate_batchnorm(module, batches, run=None, keep=()) -> bool:
             m.momentum = mom
         module.eval()
     return True
+
+
+# Rows the source statistics are measured on: per-channel means and variances settle
+# long before this (EfficientNet-Lite0's smallest map at 160 px has 25 positions a row,
+# 6,400 values a channel over 256 rows), and the pass costs about one probe extraction.
+SOURCE_STATISTICS_ROWS = 256
+
+
+@torch.inference_mode()
+def input_statistics(module, batches, run=None, prefix: str = "") -> dict:
+    """Per BatchNorm of ``module`` (by its name, after ``prefix``): the mean and variance
+    (population; float32 numpy arrays, so a fitted model saves them) of its input per
+    channel over every row of the batches, each passed to ``run`` (default: ``module``)
+    with the module in eval(), so every layer sees what it sees in ``predict``. Each
+    batch's mean and variance are combined with the others' exactly (Chan et al.'s
+    pairwise update, in float64)."""
+    norms = {name: m for name, m in module.named_modules() if isinstance(m, _BatchNorm)}
+    if not norms:
+        return {}
+    moments = {}
+
+    def hook(name):
+        def record(m, args):
+            x = args[0].float()
+            n_b = x.numel() // x.shape[1]
+            # BatchNorm's own kernel for the batch's moments (a plain var_mean over the
+            # non-channel axes costs twice the forward pass at 160 px): momentum 1
+            # leaves the batch's mean and unbiased variance in the buffers.
+            mean, var = x.new_zeros(x.shape[1]), x.new_ones(x.shape[1])
+            F.batch_norm(x, mean, var, training=True, momentum=1.0)
+            mean, m2 = mean.double(), var.double() * (n_b - 1)
+            if name in moments:
+                n_a, mean_a, m2_a = moments[name]
+                n = n_a + n_b
+                delta = mean - mean_a
+                mean, m2 = mean_a + delta * (n_b / n), m2_a + m2 + delta**2 * (n_a * n_b / n)
+                n_b = n
+            moments[name] = (n_b, mean, m2)
+
+        return record
+
+    module.eval()
+    handles = [m.register_forward_pre_hook(hook(name)) for name, m in norms.items()]
+    try:
+        for x in batches:
+            (run or module)(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {
+        prefix + name: (mean.float().cpu().numpy(), (m2 / n).float().cpu().numpy())
+        for name, (n, mean, m2) in moments.items()
+    }
+
+
+@torch.no_grad()
+def fold_statistics(module, statistics: dict) -> int:
+    """Make each BatchNorm of ``module`` named in ``statistics`` (name -> (mean, var) of
+    its input on the source rows) normalise with those statistics, its scale and shift
+    changed so that ``module`` computes exactly what it did in eval(): with pretrained
+    statistics (mu, sigma^2) and the source's (m, s^2), scale g and shift b become
+    g * s / sigma and b + g * (m - mu) / sigma, the running statistics m and s^2 (both
+    with the layer's eps). A BatchNorm without scale and shift gains them. Re-estimating
+    the statistics on target rows (AdaBN) then maps the target's features to where the
+    source's arrived, not to where ImageNet's did. Returns how many layers changed."""
+    norms = dict(module.named_modules())
+    done = 0
+    for name, (mean, var) in statistics.items():
+        m = norms.get(name)
+        if not isinstance(m, _BatchNorm) or m.running_mean is None:
+            continue
+        dev = m.running_mean.device
+        mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=dev)
+        var = torch.as_tensor(np.asarray(var), dtype=torch.float32, device=dev)
+        if mean.shape != m.running_mean.shape:
+            raise ValueError(
+                f"source statistics of BatchNorm {name!r} have {mean.numel()} channels; "
+                f"the layer has {m.running_mean.numel()}."
+            )
+        sigma = (m.running_var.float() + m.eps).sqrt()
+        s = (var + m.eps).sqrt()
+        if not m.affine:
+            m.weight = torch.nn.Parameter(torch.ones_like(mean))
+            m.bias = torch.nn.Parameter(torch.zeros_like(mean))
+            m.affine = True
+        g, b = m.weight.float(), m.bias.float()
+        new_g, new_b = g * s / sigma, b + g * (mean - m.running_mean.float()) / sigma
+        m.weight.copy_(new_g.to(m.weight.dtype))
+        m.bias.copy_(new_b.to(m.bias.dtype))
+        m.running_mean.copy_(mean.to(m.running_mean.dtype))
+        m.running_var.copy_(var.to(m.running_var.dtype))
+        done += 1
+    return done
 
 
 def batch_bounds(n_rows: int, batch_size: int) -> list[tuple[int, int]]:
@@ -91,4 +187,38 @@ def target_batchnorm(model, backbone, data, plan) -> bool:
     return done
 
 
-__all__ = ["batch_bounds", "batchnorms", "reestimate_batchnorm", "row_batches", "target_batchnorm"]
+def source_statistics(model, backbone, data, plan) -> dict | None:
+    """After a fit whose body kept its pretrained BatchNorm statistics (``plan.batchnorm
+    == "eval"``): each BatchNorm's input statistics on (up to ``SOURCE_STATISTICS_ROWS``,
+    evenly spaced) labelled rows, as ``predict`` runs the body; None when there are no
+    BatchNorm layers or the statistics are already the data's."""
+    body = model.body
+    if plan.batchnorm != "eval" or not batchnorms(body):
+        return None
+    rows = np.flatnonzero(np.asarray(data.labelled))
+    if len(rows) > SOURCE_STATISTICS_ROWS:
+        rows = rows[np.linspace(0, len(rows) - 1, SOURCE_STATISTICS_ROWS).astype(int)]
+    if len(rows) < 2:  # BatchNorm's moments need two values a channel
+        return None
+    body = model.to(plan.device).body
+    dtype = autocast_dtype(plan.device, plan.precision)
+
+    def run(x):
+        with autocast(plan.device, dtype):
+            body(x)
+
+    batches = row_batches(backbone, data.source, rows, plan.batch_size, plan.device)
+    return input_statistics(body, batches, run=run, prefix="body.")
+
+
+__all__ = [
+    "SOURCE_STATISTICS_ROWS",
+    "batch_bounds",
+    "batchnorms",
+    "fold_statistics",
+    "input_statistics",
+    "reestimate_batchnorm",
+    "row_batches",
+    "source_statistics",
+    "target_batchnorm",
+]
