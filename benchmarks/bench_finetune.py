@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from sktransfer import FeatureTransferClassifier, FineTuneClassifier, feature_cache
+from sktransfer._device import use_channels_last
 from sktransfer.backbones import resolve_backbone
 from sktransfer.demo import balanced_sample, load_images
 
@@ -30,7 +31,11 @@ def hand_written_epochs(images, labels, *, image_size, batch_size, epochs, lr, s
     """The loop a PyTorch user writes by hand: same model, preprocessing, AdamW."""
     torch.manual_seed(seed)
     bb = resolve_backbone("efficientnet_lite0", image_size=image_size)
+    # The layout sktransfer trains in on this device, so the ratio compares loops.
+    layout = torch.channels_last if use_channels_last(torch.device("cpu"), True) else None
     model = nn.Sequential(bb.module, nn.Linear(1280, int(labels.max()) + 1))
+    if layout is not None:
+        model = model.to(memory_format=layout)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     pre = bb.preprocess
     mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
@@ -49,6 +54,8 @@ def hand_written_epochs(images, labels, *, image_size, batch_size, epochs, lr, s
             top = (x.shape[-1] - pre.crop[0]) // 2
             x = x[..., top : top + pre.crop[0], top : top + pre.crop[1]].clamp(0, 1)
             x = (x - mean) / std
+            if layout is not None:
+                x = x.contiguous(memory_format=layout)
             loss = nn.functional.cross_entropy(model(x), y_all[idx])
             opt.zero_grad()
             loss.backward()

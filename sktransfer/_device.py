@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 
 import torch
@@ -74,10 +75,40 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+CHANNELS_LAST_ENV = "SKTRANSFER_CHANNELS_LAST"
+# channels_last on the CPU: measured by benchmarks/bench_memory_format.py (see
+# docs/scaling.md); the environment variable overrides it ("1" or "0").
+CPU_CHANNELS_LAST = True
+
+
+def use_channels_last(device: torch.device, is_conv: bool) -> bool:
+    """Whether a convolutional body runs in the channels_last memory format (extraction,
+    training, predict): on CUDA always (its tensor cores want it); on the CPU
+    ``CPU_CHANNELS_LAST`` unless ``SKTRANSFER_CHANNELS_LAST`` is "1" or "0"."""
+    if not is_conv:
+        return False
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    env = os.environ.get(CHANNELS_LAST_ENV, "").strip()
+    if env in ("0", "1"):
+        return env == "1"
+    if env:
+        raise ValueError(
+            f"{CHANNELS_LAST_ENV}={env!r}: set it to 1 (channels_last on the CPU) or 0 "
+            "(torch's default layout), or unset it."
+        )
+    return CPU_CHANNELS_LAST
+
+
 def to_device(batch, device: torch.device, *, channels_last: bool = False):
-    """Move a tensor (or a dict of tensors, e.g. tokens) to ``device`` without blocking."""
+    """Move a tensor (or a dict, list or tuple of them, e.g. tokens) to ``device`` without
+    blocking; ``channels_last``: 4-D tensors in that memory format."""
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device, channels_last=channels_last) for k, v in batch.items()}
+    if type(batch) in (list, tuple):
+        return type(batch)(to_device(v, device, channels_last=channels_last) for v in batch)
     if isinstance(batch, torch.Tensor):
         batch = batch.to(device, non_blocking=device.type == "cuda")
         if channels_last and batch.ndim == 4:

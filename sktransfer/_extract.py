@@ -12,7 +12,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ._cache import feature_cache
-from ._device import autocast, autocast_dtype, halve_on_oom, is_oom, to_device
+from ._device import (
+    autocast,
+    autocast_dtype,
+    halve_on_oom,
+    is_oom,
+    to_device,
+    use_channels_last,
+)
 from .backbones import Backbone
 
 
@@ -84,7 +91,7 @@ def forward_rows(
     ``progress`` (a tqdm bar, or None) advances by the rows of each batch."""
     module = backbone.module
     module.eval()
-    channels_last = device.type == "cuda" and backbone.is_conv
+    channels_last = use_channels_last(device, backbone.is_conv)
     module.to(device)
     if channels_last:
         module.to(memory_format=torch.channels_last)

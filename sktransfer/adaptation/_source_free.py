@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._backbone_estimator import seed_of
-from .._device import autocast, autocast_dtype, to_device
+from .._device import autocast, autocast_dtype, to_device, use_channels_last
 from ..finetune import FineTuneClassifier, FineTuneRegressor
 from ..inputs import as_source
 from ..training import (
@@ -176,13 +176,14 @@ class _SourceFree(WrappingAdapter):
         )
         size = self.batch_size or est.batch_size
         device = est.device_
+        layout = use_channels_last(device, bb.is_conv)  # as predict feeds the body
 
         def batches(order):
             """(rows, batch) pairs (``batch_bounds``: no batch of a single row)."""
             for start, stop in batch_bounds(len(order), size):
                 rows = order[start:stop]
                 x, _ = ds.__getitems__(rows)
-                yield rows, to_device(x, device)
+                yield rows, to_device(x, device, channels_last=layout)
 
         return batches, len(ds)
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skorch.utils import to_device
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .._device import autocast, autocast_dtype
+from .._device import autocast, autocast_dtype, to_device, use_channels_last
 from ..inputs import Subset
 from ._assemble import frozen_of
 from ._data import SourceDataset
@@ -153,9 +152,10 @@ def row_batches(backbone, source, rows, batch_size: int, device):
     """Model-ready batches of ``rows`` of ``source`` through the backbone's own input
     pipeline, on ``device`` (``batch_bounds``)."""
     ds = SourceDataset(Subset(source, rows), {}, backbone.preprocess, None, backbone.collate)
+    layout = use_channels_last(device, backbone.is_conv)  # as predict feeds the body
     for start, stop in batch_bounds(len(rows), batch_size):
         x, _ = ds.__getitems__(np.arange(start, stop))
-        yield to_device(x, device)
+        yield to_device(x, device, channels_last=layout)
 
 
 def target_batchnorm(model, backbone, data, plan) -> bool:

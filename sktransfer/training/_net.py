@@ -12,7 +12,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 from torch import nn
 
-from .._device import autocast, autocast_dtype, halve_on_oom
+from .._device import autocast, autocast_dtype, halve_on_oom, use_channels_last
 from .._log import PrintLog
 from . import _distributed
 from ._adaptation import AdaptationProgress
@@ -256,7 +256,7 @@ def make_net(plan, module, *, tasks, max_epochs, lr=None, adaptation=None, **kwa
         verbose=plan.verbosity,
         batchnorm_eval=plan.batchnorm == "eval",
         amp_dtype=autocast_dtype(device, plan.precision),
-        channels_last=pin and plan.is_conv,
+        channels_last=use_channels_last(device, plan.is_conv),
         **{"train_split": None, **kwargs},
     )
 
