@@ -53,6 +53,7 @@ from .training import (
     rank_device,
     resolve_batchnorm,
     resolve_lr,
+    resolve_lr_mult,
     settle_wise,
     shared_seed,
     split_rows,
@@ -73,7 +74,7 @@ FINETUNE_CONSTRAINTS = {
     "linear_probe": ["boolean"],
     "max_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
     "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-    "lr_mult": [Interval(Real, 1, None, closed="left")],
+    "lr_mult": [Interval(Real, 1, None, closed="left"), StrOptions({"auto"})],
     "weight_decay": [Interval(Real, 0, None, closed="left")],
     "l2sp": [Interval(Real, 0, None, closed="left")],
     "batchnorm": [StrOptions({"auto", "eval", "train"})],
@@ -289,6 +290,7 @@ class FineTuneBase(BackboneEstimator):
         self.family_ = body_family(bb.module, self.modality_)
         pretrained = self.weights is not None
         self.lr_ = resolve_lr(self.family_, self.lr, pretrained=pretrained, adapter=self.adapter)
+        self.lr_mult_ = resolve_lr_mult(self.lr_mult, self.modality_)
         self.batchnorm_ = resolve_batchnorm(self.batchnorm, pretrained=pretrained)
         # A net to hold module_ from the start (a frozen body never trains one).
         self.net_ = make_net(

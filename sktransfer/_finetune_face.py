@@ -131,7 +131,8 @@ def plan_from_params(est, adaptation=None, adaptation_weight=0.0) -> Plan:
         precision=est.precision,
         batch_size=est.batch_size,
         lr=est.lr_,
-        lr_mult=est.lr_mult,
+        # A model fitted before lr_mult_ existed took its number as given.
+        lr_mult=est.__dict__.get("lr_mult_", est.lr_mult),
         weight_decay=est.weight_decay,
         l2sp=est.l2sp,
         batchnorm=est.batchnorm_,

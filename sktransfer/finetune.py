@@ -53,7 +53,7 @@ class _SingleTaskFineTune(FineTuneBase):
         linear_probe=True,
         max_epochs="auto",
         lr="auto",
-        lr_mult=10.0,
+        lr_mult="auto",
         batch_size=32,
         weight_decay=0.01,
         l2sp=0.0,
@@ -215,8 +215,11 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         Peak learning rate of the head and last block; "auto" is 1e-4 for
         convolutional bodies, 5e-5 for transformers, 1e-2 for MLPs (ten times the first
         two with an ``adapter``). Resolved: ``lr_``.
-    lr_mult : float, default=10
-        Ratio between the head's and the earliest block's learning rate.
+    lr_mult : float or "auto", default="auto"
+        Ratio between the head's and the earliest block's learning rate (the blocks in
+        between on a geometric ladder); "auto" is 10 for images and tables, 1 (one rate
+        for every layer) for text encoders (see docs/finetuning.md, "One rate for
+        text"). Resolved: ``lr_mult_``.
     batch_size : int, default=32
     weight_decay : float, default=0.01
         AdamW's decoupled weight decay; never applied to norms and biases.
@@ -323,7 +326,7 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
     Attributes
     ----------
     classes_ : ndarray
-    lr_, max_epochs_, batchnorm_, family_
+    lr_, lr_mult_, max_epochs_, batchnorm_, family_
         What the "auto" parameters resolved to, and the body's family.
     n_trainable_params_ : int
         Parameters that trained by gradient in the last phase (head and unfrozen body, or
@@ -386,7 +389,7 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         linear_probe=True,
         max_epochs="auto",
         lr="auto",
-        lr_mult=10.0,
+        lr_mult="auto",
         batch_size=32,
         weight_decay=0.01,
         l2sp=0.0,
@@ -684,8 +687,8 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
     lr : float or "auto", default="auto"
         Peak learning rate of the head and last block, as in ``FineTuneClassifier``.
         Resolved: ``lr_``.
-    lr_mult : float, default=10
-        Ratio between the head's and the earliest block's learning rate.
+    lr_mult : float or "auto", default="auto"
+        As in ``FineTuneClassifier``. Resolved: ``lr_mult_``.
     batch_size : int, default=32
     weight_decay : float, default=0.01
         AdamW's decoupled weight decay; never applied to norms and biases.
@@ -769,7 +772,7 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
     n_outputs_ : int
     y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
         The standardisation of the targets.
-    lr_, max_epochs_, batchnorm_, family_
+    lr_, lr_mult_, max_epochs_, batchnorm_, family_
         What the "auto" parameters resolved to, and the body's family.
     n_trainable_params_ : int
         Parameters that trained by gradient in the last phase.

@@ -89,7 +89,7 @@ adapter_rank, adapter_alpha, adapter_dropout, adapter_targets
         ``{task: float}``: the standardisation of the regression targets.
     n_outputs_ : int
         The number of tasks.
-    lr_, max_epochs_, batchnorm_, family_, probe_loss_, probe_regularization_, net_, \
+    lr_, lr_mult_, max_epochs_, batchnorm_, family_, probe_loss_, probe_regularization_, net_, \
 backbone_, history_, image_size_
         As in ``FineTuneClassifier`` (``probe_regularization_`` a list, one per task).
 
@@ -147,7 +147,7 @@ backbone_, history_, image_size_
         linear_probe=True,
         max_epochs="auto",
         lr="auto",
-        lr_mult=10.0,
+        lr_mult="auto",
         batch_size=32,
         weight_decay=0.01,
         l2sp=0.0,

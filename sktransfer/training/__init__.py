@@ -106,6 +106,7 @@ from ._recipe import (
     layerwise_groups,
     resolve_batchnorm,
     resolve_lr,
+    resolve_lr_mult,
     steps_per_epoch,
 )
 from ._regularize import L2SP, interpolate_weights, weights_snapshot
@@ -193,6 +194,7 @@ __all__ = [
     "rank_device",
     "resolve_batchnorm",
     "resolve_lr",
+    "resolve_lr_mult",
     "resume_training",
     "shared_seed",
     "split_rows",
