@@ -77,7 +77,8 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 CHANNELS_LAST_ENV = "SKTRANSFER_CHANNELS_LAST"
 # channels_last on the CPU: measured by benchmarks/bench_memory_format.py (see
-# docs/scaling.md); the environment variable overrides it ("1" or "0").
+# docs/finetuning.md, "Memory layout on the CPU"); the environment variable overrides it
+# ("1" or "0").
 CPU_CHANNELS_LAST = True
 
 

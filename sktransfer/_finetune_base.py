@@ -130,6 +130,8 @@ class FineTuneBase(BackboneEstimator):
             )
             if not continuing:
                 self._build(data)
+            else:  # set_params since the last fit applies to the next epochs
+                self._resolve_rates()
             plan = self._plan(data)
             if continuing:
                 self._train_all(data, plan)
@@ -202,6 +204,9 @@ class FineTuneBase(BackboneEstimator):
             plan = self._plan(data, epochs=None if first else self.max_epochs_)
             self._train_all(data, plan, 1)
             settle_target(self, data, plan)
+        # The weights moved: a record from an earlier fit no longer describes them (a
+        # pass per call would cost a third of its epoch), so AdaBN and TENT warn.
+        self.batchnorm_statistics_ = None
         return self
 
     def _check_params(self):
@@ -288,15 +293,19 @@ class FineTuneBase(BackboneEstimator):
         self.image_size_ = features.image_size_
         self.module_ = TransferModel(self._make_body(bb), self._make_head(bb.dim))
         self.family_ = body_family(bb.module, self.modality_)
-        pretrained = self.weights is not None
-        self.lr_ = resolve_lr(self.family_, self.lr, pretrained=pretrained, adapter=self.adapter)
-        self.lr_mult_ = resolve_lr_mult(self.lr_mult, self.modality_)
-        self.batchnorm_ = resolve_batchnorm(self.batchnorm, pretrained=pretrained)
+        self._resolve_rates()
+        self.batchnorm_ = resolve_batchnorm(self.batchnorm, pretrained=self.weights is not None)
         # A net to hold module_ from the start (a frozen body never trains one).
         self.net_ = make_net(
             self._plan(data, epochs=1), self.module_, tasks=self._tasks(), max_epochs=1
         )
         self.net_.initialize()
+
+    def _resolve_rates(self):
+        """``lr_`` and ``lr_mult_`` for the body's family and modality."""
+        pretrained = self.weights is not None
+        self.lr_ = resolve_lr(self.family_, self.lr, pretrained=pretrained, adapter=self.adapter)
+        self.lr_mult_ = resolve_lr_mult(self.lr_mult, self.modality_)
 
     def _plan(self, data, epochs=None) -> Plan:
         """The fit's ``Plan``; sets ``max_epochs_`` (the number given, or "auto": the
@@ -385,7 +394,7 @@ class FineTuneBase(BackboneEstimator):
 
     def __setstate__(self, state):
         if "net_" in state:  # pickled before these attributes existed: what they meant then
-            state = {**ADDED_FITTED_ATTRIBUTES, **state}
+            state = {**ADDED_FITTED_ATTRIBUTES, "lr_mult_": state.get("lr_mult"), **state}
         self.__dict__.update(state)
         if "net_" in state:
             self._fitted_spec = self.backbone  # unpickled together: the same spec

@@ -348,11 +348,13 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         Whether BatchNorm statistics were re-estimated on the target rows (see
         ``adaptation``).
     batchnorm_statistics_ : dict or None
-        When the body kept its pretrained BatchNorm statistics (``batchnorm_ == "eval"``):
+        When the body kept pretrained BatchNorm statistics (``batchnorm_ == "eval"``, or
+        BatchNorm in blocks ``freeze`` kept frozen):
         per BatchNorm layer (by name in ``module_``), the (mean, variance) of its input
         over the labelled rows (up to 256, evenly spaced), recorded at the end of ``fit``
         in one pass without gradients; ``AdaBN`` and ``TENT`` fold them in, so that they
-        start from the source data's statistics. None otherwise.
+        start from the source data's statistics. None otherwise, and after
+        ``partial_fit`` (the record would no longer describe the weights).
     history_ : list of dict
 
     Examples
@@ -782,6 +784,8 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
     backbone_ : Backbone
     image_size_ : int, (int, int) or None
         The crop size images were fed at (see ``image_size``).
+    batchnorm_statistics_ : dict or None
+        As in ``FineTuneClassifier``: what ``AdaBN`` folds in.
     history_ : list of dict
 
     Examples

@@ -311,6 +311,41 @@ def test_a_source_without_a_record_of_its_rows_statistics_gets_a_warning(method)
         method(source).fit(Xt)
 
 
+def test_a_fit_with_one_row_batches_still_records_the_statistics():
+    Xs, ys, _, _ = offset_shift(0, n=20)
+    source = FineTuneClassifier(bn_body(), batch_size=1, max_epochs=1, random_state=0)
+    stats = source.fit(Xs, ys).batchnorm_statistics_  # BatchNorm1d sees one row a batch
+    mean, var = stats["body.body.1"]
+    first = source.module_.body.body[0]
+    with torch.no_grad():
+        z = first(torch.from_numpy(Xs))
+    np.testing.assert_allclose(mean, z.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, z.var(0, unbiased=False).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_partial_fit_drops_a_record_that_no_longer_describes_the_weights():
+    Xs, ys, Xt, _ = offset_shift(0, n=40)
+    source = FineTuneClassifier(bn_body(), random_state=0).fit(Xs, ys)
+    assert source.batchnorm_statistics_
+    source.partial_fit(Xs, ys)
+    assert source.batchnorm_statistics_ is None
+    with pytest.warns(UserWarning, match="fitted by partial_fit"):
+        AdaBN(source).fit(Xt)
+
+
+def test_batchnorm_in_a_frozen_body_keeps_pretrained_statistics_so_they_are_recorded(recwarn):
+    """batchnorm="train" with freeze="backbone": nothing trains in the body, so its
+    statistics stay the ones it started with, as under batchnorm="eval"."""
+    Xs, ys, Xt, yt = offset_shift(0)
+    source = FineTuneClassifier(
+        bn_body(), batchnorm="train", freeze="backbone", random_state=0
+    ).fit(Xs, ys)
+    assert source.batchnorm_ == "train" and source.batchnorm_statistics_
+    adapted = AdaBN(source).fit(Xs)  # on the source rows themselves: (nearly) no change
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    assert np.mean(adapted.predict(Xs) == source.predict(Xs)) >= 0.98
+
+
 @pytest.mark.parametrize("method", [AdaBN, TENT])
 def test_a_source_model_the_guard_left_at_its_probe_gets_a_warning(method):
     Xs, ys, Xt, _ = offset_shift(0)

@@ -31,6 +31,7 @@ from ..training import (
     batch_bounds,
     batchnorms,
     fold_statistics,
+    pretrained_statistics_kept,
     reestimate_batchnorm,
 )
 from ._base import WrappingAdapter, check_sample_domain, unlabelled_mask
@@ -138,17 +139,21 @@ class _SourceFree(WrappingAdapter):
                 f"({type(src).__name__} with backbone {_describe(src.backbone)}) has none. "
                 "Use SHOT, or a backbone with BatchNorm (e.g. 'efficientnet_lite0')."
             )
-        # A source fitted since 0.1.0 recorded its rows' own statistics when it kept the
-        # pretrained ones; fit folds them in, so the premise holds.
+        # A source whose BatchNorm kept pretrained statistics records its rows' own at
+        # the end of fit (batchnorm_statistics_); fit folds them in, so the premise holds.
         unrecorded = self._needs_batchnorm and not getattr(src, "batchnorm_statistics_", None)
-        if unrecorded and getattr(src, "batchnorm_", "train") == "eval":
+        kept = unrecorded and pretrained_statistics_kept(
+            src.module_.body, getattr(src, "batchnorm_", "train"), getattr(src, "freeze", None)
+        )
+        if kept:
             warnings.warn(
                 f"{name} replaces the BatchNorm statistics of the source model with the "
-                f"target's, but this {type(src).__name__} kept its pretrained statistics "
-                "(batchnorm_='eval') and has no record of the source data's "
-                "(batchnorm_statistics_ is None: it was fitted by an older sktransfer): its "
-                "head never saw features normalised by the data's own statistics, and the "
-                "adapted model can be far worse than the source one. Refit the source model.",
+                f"target's, but this {type(src).__name__} kept pretrained statistics "
+                "(batchnorm_='eval', or BatchNorm in frozen blocks) and has no record of the "
+                "source data's (batchnorm_statistics_ is None: it was fitted by partial_fit, "
+                "or by an older sktransfer): its head never saw features normalised by the "
+                "data's own statistics, and the adapted model can be far worse than the "
+                "source one. Refit the source model with fit.",
                 UserWarning,
                 stacklevel=3,
             )

@@ -69,21 +69,30 @@ def input_statistics(module, batches, run=None, prefix: str = "") -> dict:
         def record(m, args):
             x = args[0].float()
             n_b = x.numel() // x.shape[1]
+            if n_b < 2:  # one value a channel (batch_size=1 into BatchNorm1d): no spread
+                mean, m2 = (
+                    x.reshape(-1).double(),
+                    torch.zeros_like(x.reshape(-1), dtype=torch.float64),
+                )
+                _combine(name, n_b, mean, m2)
+                return
             # BatchNorm's own kernel for the batch's moments (a plain var_mean over the
             # non-channel axes costs twice the forward pass at 160 px): momentum 1
             # leaves the batch's mean and unbiased variance in the buffers.
             mean, var = x.new_zeros(x.shape[1]), x.new_ones(x.shape[1])
             F.batch_norm(x, mean, var, training=True, momentum=1.0)
-            mean, m2 = mean.double(), var.double() * (n_b - 1)
-            if name in moments:
-                n_a, mean_a, m2_a = moments[name]
-                n = n_a + n_b
-                delta = mean - mean_a
-                mean, m2 = mean_a + delta * (n_b / n), m2_a + m2 + delta**2 * (n_a * n_b / n)
-                n_b = n
-            moments[name] = (n_b, mean, m2)
+            _combine(name, n_b, mean.double(), var.double() * (n_b - 1))
 
         return record
+
+    def _combine(name, n_b, mean, m2):
+        if name in moments:
+            n_a, mean_a, m2_a = moments[name]
+            n = n_a + n_b
+            delta = mean - mean_a
+            mean, m2 = mean_a + delta * (n_b / n), m2_a + m2 + delta**2 * (n_a * n_b / n)
+            n_b = n
+        moments[name] = (n_b, mean, m2)
 
     module.eval()
     handles = [m.register_forward_pre_hook(hook(name)) for name, m in norms.items()]
@@ -187,13 +196,24 @@ def target_batchnorm(model, backbone, data, plan) -> bool:
     return done
 
 
+def pretrained_statistics_kept(body, batchnorm: str, freeze) -> bool:
+    """Whether some BatchNorm of ``body`` kept the statistics it started with: every one
+    under ``batchnorm="eval"`` or a frozen body, those in frozen blocks otherwise."""
+    if not batchnorms(body):
+        return False
+    if batchnorm == "eval" or freeze == "backbone":
+        return True
+    _, keep = frozen_of(body, freeze)
+    return any(batchnorms(body.get_submodule(name)) for name in keep)
+
+
 def source_statistics(model, backbone, data, plan) -> dict | None:
-    """After a fit whose body kept its pretrained BatchNorm statistics (``plan.batchnorm
-    == "eval"``): each BatchNorm's input statistics on (up to ``SOURCE_STATISTICS_ROWS``,
-    evenly spaced) labelled rows, as ``predict`` runs the body; None when there are no
-    BatchNorm layers or the statistics are already the data's."""
+    """After a fit whose body kept some pretrained BatchNorm statistics
+    (``pretrained_statistics_kept``): each BatchNorm's input statistics on (up to
+    ``SOURCE_STATISTICS_ROWS``, evenly spaced) labelled rows, as ``predict`` runs the
+    body; None when there are no BatchNorm layers or their statistics are the data's."""
     body = model.body
-    if plan.batchnorm != "eval" or not batchnorms(body):
+    if not pretrained_statistics_kept(body, plan.batchnorm, plan.freeze):
         return None
     rows = np.flatnonzero(np.asarray(data.labelled))
     if len(rows) > SOURCE_STATISTICS_ROWS:
@@ -217,6 +237,7 @@ __all__ = [
     "batchnorms",
     "fold_statistics",
     "input_statistics",
+    "pretrained_statistics_kept",
     "reestimate_batchnorm",
     "row_batches",
     "source_statistics",
