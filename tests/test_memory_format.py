@@ -54,3 +54,18 @@ def test_extraction_gives_the_same_features_in_either_layout(rgb_images, digits,
         probe = FeatureTransferClassifier(TinyCNN(), image_size=16, cache=False).fit(X, y)
         out[flag] = probe.features_.transform(X)
     np.testing.assert_allclose(out["1"], out["0"], rtol=1e-4, atol=1e-5)
+
+
+def test_the_layout_benchmark_runs_and_prints_both_ratios():
+    import pathlib
+    import subprocess
+    import sys
+
+    bench = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_memory_format.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = next(ln for ln in out.stdout.splitlines() if ln.startswith("| efficientnet_lite0 | 32"))
+    ratios = [float(c.strip().rstrip("x")) for c in row.split("|")[1:-1] if c.strip().endswith("x")]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
