@@ -313,7 +313,7 @@ def test_a_source_without_a_record_of_its_rows_statistics_gets_a_warning(method)
 
 def test_a_fit_with_one_row_batches_still_records_the_statistics():
     Xs, ys, _, _ = offset_shift(0, n=20)
-    source = FineTuneClassifier(bn_body(), batch_size=1, max_epochs=1, random_state=0)
+    source = FineTuneClassifier(bn_body(), batch_size=1, random_state=0)
     stats = source.fit(Xs, ys).batchnorm_statistics_  # BatchNorm1d sees one row a batch
     mean, var = stats["body.body.1"]
     first = source.module_.body.body[0]

@@ -157,6 +157,18 @@ def batch_bounds(n_rows: int, batch_size: int) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [n_rows]))
 
 
+def body_runner(body, plan):
+    """``run(x)``: ``body`` on a batch under the plan's autocast, as it runs in training
+    and predict (the passes here need its BatchNorm inputs, not its output)."""
+    dtype = autocast_dtype(plan.device, plan.precision)
+
+    def run(x):
+        with autocast(plan.device, dtype):
+            body(x)
+
+    return run
+
+
 def row_batches(backbone, source, rows, batch_size: int, device):
     """Model-ready batches of ``rows`` of ``source`` through the backbone's own input
     pipeline, on ``device`` (``batch_bounds``)."""
@@ -183,14 +195,8 @@ def target_batchnorm(model, backbone, data, plan) -> bool:
         return False
     body = model.to(plan.device).body
     _, keep = frozen_of(body, plan.freeze)
-    dtype = autocast_dtype(plan.device, plan.precision)
-
-    def run(x):
-        with autocast(plan.device, dtype):  # as the body runs in training and predict
-            body(x)
-
     batches = row_batches(backbone, data.source, rows, plan.batch_size, plan.device)
-    done = reestimate_batchnorm(body, batches, run=run, keep=keep)
+    done = reestimate_batchnorm(body, batches, run=body_runner(body, plan), keep=keep)
     if done:
         plan.say(f"BatchNorm statistics re-estimated on the {len(rows)} target rows")
     return done
@@ -221,14 +227,8 @@ def source_statistics(model, backbone, data, plan) -> dict | None:
     if len(rows) < 2:  # BatchNorm's moments need two values a channel
         return None
     body = model.to(plan.device).body
-    dtype = autocast_dtype(plan.device, plan.precision)
-
-    def run(x):
-        with autocast(plan.device, dtype):
-            body(x)
-
     batches = row_batches(backbone, data.source, rows, plan.batch_size, plan.device)
-    return input_statistics(body, batches, run=run, prefix="body.")
+    return input_statistics(body, batches, run=body_runner(body, plan), prefix="body.")
 
 
 __all__ = [
