@@ -4,6 +4,7 @@ the plan: the linear probe, the head on cached features, and the unfrozen phase.
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
@@ -19,6 +20,7 @@ from ._data import SourceDataset, TrainingDataset
 from ._model import TaskHeads, load_linear_heads
 from ._net import fit_net, make_net, resume_training
 from ._peft import merge_adapter
+from ._prefix import cache_prefix, ruled_out, stubbed
 from ._probe import fit_task_probes
 from ._recipe import RECIPES, OneCycle, budget_epochs, steps_per_epoch
 from ._regularize import L2SP
@@ -99,12 +101,26 @@ def train_all(model, backbone, data, plan, tasks, epochs, *, schedule=True, net=
     augment = make_augment(plan.augment) if data.modality == "image" else None
 
     def rows(idx, cls):
-        targets = {k: v[idx] for k, v in data.targets.items()}
         return cls(
-            Subset(data.source, idx), targets, backbone.preprocess, augment, backbone.collate
+            Subset(data.source, idx),
+            _train_targets(data, idx),
+            backbone.preprocess,
+            augment,
+            backbone.collate,
         )
 
     validating = data.valid is not None
+    prefix = None
+    if ruled_out(model, data, plan, epochs, continuing=net is not None) is None:
+        prefix = cache_prefix(model, backbone, data, plan, trainable.frozen_modules, plan.say)
+    if prefix is not None:  # the frozen blocks' output, once per row: train from there
+        train_rows = TrainingDataset(prefix.train, _train_targets(data, data.train))
+        valid_rows = (
+            SourceDataset(prefix.valid, _train_targets(data, data.valid)) if validating else None
+        )
+    else:
+        train_rows = rows(data.train, TrainingDataset)
+        valid_rows = rows(data.valid, SourceDataset) if validating else None
     cbs = _callbacks(plan, len(data.train), epochs, schedule, validating, trainable.l2sp_names)
     if plan.distributed:
         cbs.append(("global_batch", _distributed.GlobalBatchRecord()))
@@ -120,7 +136,7 @@ def train_all(model, backbone, data, plan, tasks, epochs, *, schedule=True, net=
             param_groups=trainable.groups,
             frozen_modules=trainable.frozen_modules,
             callbacks=cbs,
-            train_split=predefined_split(rows(data.valid, SourceDataset)) if validating else None,
+            train_split=predefined_split(valid_rows) if validating else None,
             distributed=plan.distributed,
         )
     plan.say(
@@ -128,12 +144,17 @@ def train_all(model, backbone, data, plan, tasks, epochs, *, schedule=True, net=
         f"to {plan.lr / plan.lr_mult:g} (first block), BatchNorm {plan.batchnorm}"
     )
     try:
-        fit_net(net, rows(data.train, TrainingDataset), plan.device, partial=not schedule)
+        with stubbed(model.body, prefix.names) if prefix is not None else nullcontext():
+            fit_net(net, train_rows, plan.device, partial=not schedule)
     finally:
         if plan.adapter is not None:
             merge_adapter(body)  # plain torch layers again, picklable without peft
         unfreeze(model)
     return net, trainable.n_params
+
+
+def _train_targets(data, idx):
+    return {k: v[idx] for k, v in data.targets.items()}
 
 
 def _callbacks(plan, n_train, epochs, schedule, validating, l2sp_names=()):
