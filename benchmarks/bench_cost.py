@@ -14,6 +14,9 @@ the probe's:
                  computed once per row, ``training/_prefix.py``)
 ``freeze_half_recompute``  the same with the frozen blocks run again every epoch (the
                  cache off): what computing them once gives
+``freeze_late``  the default with all but the body's last 4 blocks frozen (on
+                 EfficientNet-Lite0, blocks 0-5.2 of 6: "surgical" fine-tuning of the
+                 late blocks, Lee et al. 2023), the frozen blocks computed once
 ``size_128``     the default at ``image_size=128`` instead of the 160 px the default feeds
                  images under 96 px (a cheaper resolution for training and prediction)
 ``cheap``        all three levers together
@@ -61,6 +64,7 @@ METHODS = (
     "half_epochs",
     "freeze_half",
     "freeze_half_recompute",
+    "freeze_late",
     "size_128",
     "cheap",
 )
@@ -70,6 +74,7 @@ ABOUT = {
     "half_epochs": "default, half the unfrozen epochs",
     "freeze_half": "default, first half of the blocks frozen",
     "freeze_half_recompute": "freeze_half, frozen blocks recomputed every epoch",
+    "freeze_late": "default, all but the last 4 blocks frozen",
     "size_128": "default at image_size=128",
     "cheap": "half epochs + half frozen + 128 px",
 }
@@ -95,6 +100,8 @@ def fit_method(method, X, y, *, seed, default_epochs, blocks, quick):
         kw["max_epochs"] = max(1, default_epochs // 2)
     if method in ("freeze_half", "freeze_half_recompute", "cheap"):
         kw["freeze"] = blocks // 2
+    if method == "freeze_late":
+        kw["freeze"] = max(blocks - 4, 0)
     if method in ("size_128", "cheap") and not quick:
         kw["image_size"] = 128
     if method != "freeze_half_recompute":
