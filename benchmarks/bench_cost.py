@@ -8,6 +8,9 @@ the probe's:
 
 ``probe``        ``FeatureTransferClassifier(backbone)``: the linear probe, the baseline
 ``default``      ``FineTuneClassifier(backbone, random_state=seed)``: today's recipe
+                 (``freeze="auto"``: the first third of the blocks frozen, computed once)
+``all_blocks``   the default with every block trained (``freeze="none"``): the recipe
+                 before ``freeze="auto"``
 ``half_epochs``  the default with half its resolved unfrozen epochs (``max_epochs=``)
 ``freeze_half``  the default with the first half of the body's blocks frozen (``freeze=k``;
                  their backward pass is saved, and on the CPU their forward pass is
@@ -61,6 +64,7 @@ DEFAULT_OUT = HERE / "results" / "cost.jsonl"
 METHODS = (
     "probe",
     "default",
+    "all_blocks",
     "half_epochs",
     "freeze_half",
     "freeze_half_recompute",
@@ -71,6 +75,7 @@ METHODS = (
 ABOUT = {
     "probe": "FeatureTransferClassifier (linear probe)",
     "default": "FineTuneClassifier defaults (today's recipe)",
+    "all_blocks": "default with every block trained (freeze='none')",
     "half_epochs": "default, half the unfrozen epochs",
     "freeze_half": "default, first half of the blocks frozen",
     "freeze_half_recompute": "freeze_half, frozen blocks recomputed every epoch",
@@ -100,6 +105,8 @@ def fit_method(method, X, y, *, seed, default_epochs, blocks, quick):
         kw["max_epochs"] = max(1, default_epochs // 2)
     if method in ("freeze_half", "freeze_half_recompute", "cheap"):
         kw["freeze"] = blocks // 2
+    if method == "all_blocks":
+        kw["freeze"] = "none"
     if method == "freeze_late":
         kw["freeze"] = max(blocks - 4, 0)
     if method in ("size_128", "cheap") and not quick:

@@ -52,6 +52,7 @@ from .training import (
     predict_outputs,
     rank_device,
     resolve_batchnorm,
+    resolve_freeze,
     resolve_lr,
     resolve_lr_mult,
     settle_wise,
@@ -66,7 +67,7 @@ from .training import (
 FINETUNE_CONSTRAINTS = {
     **backbone_constraints,
     "freeze": [
-        StrOptions({"backbone", "none"}),
+        StrOptions({"auto", "backbone", "none"}),
         Interval(Integral, 0, None, closed="left"),
         list,
         tuple,
@@ -302,10 +303,17 @@ class FineTuneBase(BackboneEstimator):
         self.net_.initialize()
 
     def _resolve_rates(self):
-        """``lr_`` and ``lr_mult_`` for the body's family and modality."""
+        """``lr_``, ``lr_mult_`` and ``freeze_`` for the body's family and modality."""
         pretrained = self.weights is not None
         self.lr_ = resolve_lr(self.family_, self.lr, pretrained=pretrained, adapter=self.adapter)
         self.lr_mult_ = resolve_lr_mult(self.lr_mult, self.modality_)
+        self.freeze_ = resolve_freeze(
+            self.freeze,
+            self.family_,
+            pretrained=pretrained,
+            adapter=self.adapter,
+            n_blocks=len(param_blocks(self.backbone_.module)),
+        )
 
     def _plan(self, data, epochs=None) -> Plan:
         """The fit's ``Plan``; sets ``max_epochs_`` (the number given, or "auto": the

@@ -137,7 +137,8 @@ def plan_from_params(est, adaptation=None, adaptation_weight=0.0) -> Plan:
         l2sp=est.l2sp,
         batchnorm=est.batchnorm_,
         family=est.family_,
-        freeze=est.freeze,
+        # A model fitted before freeze_ existed took its freeze as given.
+        freeze=est.__dict__.get("freeze_", est.freeze),
         n_features=est.backbone_.dim,
         is_conv=est.backbone_.is_conv,
         adapter=adapter,

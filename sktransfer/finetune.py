@@ -49,7 +49,7 @@ class _SingleTaskFineTune(FineTuneBase):
         backbone,
         *,
         weights="DEFAULT",
-        freeze="none",
+        freeze="auto",
         linear_probe=True,
         max_epochs="auto",
         lr="auto",
@@ -199,10 +199,13 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         reuses its trained body (source task → target task).
     weights : str or None, default="DEFAULT"
         ``None`` trains the same architecture from scratch (structure transfer).
-    freeze : {"none", "backbone"}, int or list of str, default="none"
+    freeze : {"auto", "none", "backbone"}, int or list of str, default="auto"
         What stays frozen after the linear probe: nothing, the whole body (only the
         head is fitted: the probe itself), the first ``k`` blocks, or parameter-name
-        patterns.
+        patterns. "auto": the first third of the blocks of a pretrained convolutional
+        body (the accuracy of training them all for less than half the CPU time,
+        measured in docs/finetuning.md, "Cost"), nothing otherwise (text encoders,
+        tables, fresh weights, adapters). Resolved: ``freeze_``.
     linear_probe : bool, default=True
         Start fine-tuning from the head solved to convergence on the frozen body's
         features (LP-FT, Kumar et al. 2022); ``False`` starts from a random head.
@@ -387,7 +390,7 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         backbone,
         *,
         weights="DEFAULT",
-        freeze="none",
+        freeze="auto",
         linear_probe=True,
         max_epochs="auto",
         lr="auto",
@@ -486,7 +489,7 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
                 and self.family_ == "transformer"
                 and self.weights is not None
                 and n <= CONTRASTIVE_MAX_ROWS
-                and self.freeze == "none"
+                and self.freeze_ == "none"
                 and self.adapter is None
                 and self.adaptation is None
                 and self.strategy is None
@@ -676,10 +679,13 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
         reuses its trained body (source task → target task).
     weights : str or None, default="DEFAULT"
         ``None`` trains the same architecture from scratch (structure transfer).
-    freeze : {"none", "backbone"}, int or list of str, default="none"
+    freeze : {"auto", "none", "backbone"}, int or list of str, default="auto"
         What stays frozen after the linear probe: nothing, the whole body (only the
         head is fitted: the probe itself), the first ``k`` blocks, or parameter-name
-        patterns.
+        patterns. "auto": the first third of the blocks of a pretrained convolutional
+        body (the accuracy of training them all for less than half the CPU time,
+        measured in docs/finetuning.md, "Cost"), nothing otherwise (text encoders,
+        tables, fresh weights, adapters). Resolved: ``freeze_``.
     linear_probe : bool, default=True
         Start fine-tuning from the ridge head solved on the frozen body's features
         (LP-FT, Kumar et al. 2022); ``False`` starts from a random head.

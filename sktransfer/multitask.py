@@ -143,7 +143,7 @@ backbone_, history_, image_size_, batchnorm_statistics_
         shared_blocks=None,
         class_weight=None,
         weights="DEFAULT",
-        freeze="none",
+        freeze="auto",
         linear_probe=True,
         max_epochs="auto",
         lr="auto",

@@ -5,10 +5,10 @@ The fixtures were written by the code before the engine moved to ``sktransfer/tr
 the test holds every later version to the same numbers and to loading those pickles.
 Bodies are plain ``nn.Sequential`` so a pickle names no class of the test suite.
 
-Each case fits with 0.1.0's behaviour (``V010``: ``wise=None``; the transformer-family
-case also ``contrastive=False``, a phase 0.1.0 did not have), so that it still measures
-the same fit; "guard" (``wise="auto"``, which came later and is opt-in) was recorded since
-(``make_fixtures.py --refit``).
+Each case fits with 0.1.0's behaviour (``V010``: ``wise=None``, ``freeze="none"``; the
+transformer-family case also ``contrastive=False``, a phase 0.1.0 did not have), so that it
+still measures the same fit; "guard" (``wise="auto"``, which came later and is opt-in) was
+recorded since (``make_fixtures.py --refit``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def conv():
 
 
 # 0.1.0's defaults where they have changed since.
-V010 = {"wise": None}
+V010 = {"wise": None, "freeze": "none"}
 
 
 def _clf(fit_params=None, **params):
@@ -86,7 +86,7 @@ def _regressor():
 
 def _freeze_one():
     X, y, X_new = wine()
-    est = FineTuneClassifier(two_block_mlp(), freeze=1, random_state=0, **V010)
+    est = FineTuneClassifier(two_block_mlp(), random_state=0, **{**V010, "freeze": 1})
     return est.fit(X, y), X_new
 
 

@@ -87,6 +87,33 @@ def test_freeze_int_keeps_leading_blocks_and_their_batchnorm_stats_fixed():
     assert not torch.equal(trained["1.running_mean"], body.state_dict()["1.running_mean"])
 
 
+def test_freeze_auto_keeps_the_first_third_of_a_pretrained_conv_body_frozen():
+    body = small_convnet()  # 4 blocks: conv, BatchNorm, conv, BatchNorm
+    before = snapshot(body)
+    X, y = images()
+    clf = FineTuneClassifier(body, random_state=0).fit(X, y)
+    assert clf.freeze == "auto" and clf.freeze_ == 1
+    after = clf.backbone_.module.body.state_dict()
+    for k in ("0.weight", "0.bias"):
+        assert torch.equal(after[k], before[k]), k
+    for k in ("1.weight", "3.weight", "4.weight"):
+        assert not torch.equal(after[k], before[k]), k
+
+
+@pytest.mark.parametrize(
+    "make, data, params",
+    [
+        (lambda: nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 8)), tabular, {}),
+        (small_convnet, images, {"weights": None}),  # fresh weights: structure transfer
+        (small_convnet, images, {"adapter": "bitfit"}),  # the adapter chooses what trains
+    ],
+)
+def test_freeze_auto_trains_every_block_elsewhere(make, data, params):
+    X, y = data()
+    clf = FineTuneClassifier(make(), max_epochs=1, random_state=0, **params).fit(X, y)
+    assert clf.freeze_ == "none"
+
+
 def test_freeze_pattern_that_matches_nothing_names_the_pattern():
     X, y = tabular()
     clf = FineTuneClassifier(nn.Sequential(nn.Linear(5, 4)), freeze=["nope.*"], random_state=0)
@@ -429,8 +456,9 @@ def test_batchnorm_policy_keeps_or_moves_the_running_statistics(policy, moves):
     body = small_convnet()
     before = snapshot(body)
     X, y = images()
-    clf = FineTuneClassifier(body, batchnorm=policy, wise=None, random_state=0).fit(X, y)
-    after = clf.backbone_.module.body.state_dict()
+    # freeze="none": every BatchNorm under the policy (the default freezes the first third)
+    clf = FineTuneClassifier(body, batchnorm=policy, freeze="none", wise=None, random_state=0)
+    after = clf.fit(X, y).backbone_.module.body.state_dict()
     assert not torch.equal(after["3.weight"], before["3.weight"])  # the body trained
     assert torch.equal(after["1.running_mean"], before["1.running_mean"]) is not moves
     assert torch.equal(after["4.running_var"], before["4.running_var"]) is not moves

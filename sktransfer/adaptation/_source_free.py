@@ -143,7 +143,9 @@ class _SourceFree(WrappingAdapter):
         # the end of fit (batchnorm_statistics_); fit folds them in, so the premise holds.
         unrecorded = self._needs_batchnorm and not getattr(src, "batchnorm_statistics_", None)
         kept = unrecorded and pretrained_statistics_kept(
-            src.module_.body, getattr(src, "batchnorm_", "train"), getattr(src, "freeze", None)
+            src.module_.body,
+            getattr(src, "batchnorm_", "train"),
+            getattr(src, "freeze_", getattr(src, "freeze", None)),
         )
         if kept:
             warnings.warn(
