@@ -49,6 +49,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,9 +97,21 @@ def resolved_epochs(est) -> tuple[int, int]:
     return head, int(unfrozen)
 
 
+# A cold start is cold on disk too: the feature cache's shards outlive a fit (and a
+# process), and would hand a fine-tune's probe phase the rows the probe just extracted.
+# The first clear points the cache at a folder of this process's own, emptied before every
+# fit: a user's cache is never read or deleted. (Before 2026-12-03 only the memory cache
+# was emptied.)
+_BENCH_CACHE_DIR: list[str] = []
+
+
 def clear_caches() -> None:
-    """Every fit starts cold: no features or loaded backbone left by the previous one."""
-    feature_cache.clear()
+    """Every fit starts cold: no features (in memory or on disk) or loaded backbone left
+    by the previous one."""
+    if not _BENCH_CACHE_DIR:
+        _BENCH_CACHE_DIR.append(tempfile.mkdtemp(prefix="sktransfer-bench-"))
+        os.environ["SKTRANSFER_CACHE_DIR"] = _BENCH_CACHE_DIR[0]
+    feature_cache.clear(disk=True)
     templates = getattr(sys.modules.get("sktransfer.features"), "_templates", None)
     if templates is not None:
         templates.clear()

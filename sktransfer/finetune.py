@@ -329,7 +329,7 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
     Attributes
     ----------
     classes_ : ndarray
-    lr_, lr_mult_, max_epochs_, batchnorm_, family_
+    lr_, lr_mult_, max_epochs_, batchnorm_, freeze_, family_
         What the "auto" parameters resolved to, and the body's family.
     n_trainable_params_ : int
         Parameters that trained by gradient in the last phase (head and unfrozen body, or
@@ -780,7 +780,7 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
     n_outputs_ : int
     y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
         The standardisation of the targets.
-    lr_, lr_mult_, max_epochs_, batchnorm_, family_
+    lr_, lr_mult_, max_epochs_, batchnorm_, freeze_, family_
         What the "auto" parameters resolved to, and the body's family.
     n_trainable_params_ : int
         Parameters that trained by gradient in the last phase.

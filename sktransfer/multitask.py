@@ -89,8 +89,8 @@ adapter_rank, adapter_alpha, adapter_dropout, adapter_targets
         ``{task: float}``: the standardisation of the regression targets.
     n_outputs_ : int
         The number of tasks.
-    lr_, lr_mult_, max_epochs_, batchnorm_, family_, probe_loss_, probe_regularization_, net_, \
-backbone_, history_, image_size_, batchnorm_statistics_
+    lr_, lr_mult_, max_epochs_, batchnorm_, freeze_, family_, probe_loss_, probe_regularization_, \
+net_, backbone_, history_, image_size_, batchnorm_statistics_
         As in ``FineTuneClassifier`` (``probe_regularization_`` a list, one per task).
 
     Examples
