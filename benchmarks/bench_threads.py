@@ -31,12 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_scaling import images  # noqa: E402
+from bench_scaling import images, write_pngs  # noqa: E402
 
 from sktransfer import FineTuneClassifier, PretrainedFeatures  # noqa: E402
 
@@ -49,17 +48,6 @@ def _timed(fn, *args) -> float:
     return time.perf_counter() - t0
 
 
-def _png_paths(X: np.ndarray, root: str) -> list[str]:
-    from PIL import Image
-
-    paths = []
-    for i, img in enumerate(X):
-        p = os.path.join(root, f"{i:05d}.png")
-        Image.fromarray(img).save(p)
-        paths.append(p)
-    return paths
-
-
 def measure(n: int, threads: list[int], rounds: int, quick: bool) -> dict:
     """{(what, setting): [seconds per round]} and the data set's name."""
     X, y, name = images(n)
@@ -68,7 +56,7 @@ def measure(n: int, threads: list[int], rounds: int, quick: bool) -> dict:
     clf = FineTuneClassifier(BACKBONE, max_epochs=1, random_state=0, **size).fit(X, y)
     times: dict = {}
     with tempfile.TemporaryDirectory() as root:
-        paths = _png_paths(X, root)
+        paths = write_pngs(n, root)  # the same n images, as PNG files
         loaders = {
             w: PretrainedFeatures(BACKBONE, cache=False, num_workers=w, **size).fit(paths[:2])
             for w in (0, 2)
