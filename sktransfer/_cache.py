@@ -248,6 +248,13 @@ class FeatureCache:
         out = {}
         try:
             if mine:
+                # The caller looked these rows up before the claim: another process may have
+                # written them and dropped its claim in between. Its shard is on disk (written
+                # before the release), so read it rather than extract the rows a second time.
+                with self._lock:
+                    out.update(self._lookup(namespace, mine, directory))
+                mine = [k for k in mine if k not in out]
+            if mine:
                 feats = compute(mine)
                 self.put(namespace, mine, feats, directory)
                 out.update(zip(mine, feats))

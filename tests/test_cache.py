@@ -410,6 +410,23 @@ def test_a_row_claimed_by_another_worker_is_waited_for_not_extracted_again(tmp_p
     np.testing.assert_array_equal(np.stack([got[k] for k in keys[5:]])[:, 0], np.arange(5, 15))
 
 
+def test_rows_another_worker_wrote_after_the_lookup_are_read_not_extracted_again(tmp_path):
+    # B looked the rows up (a miss); before B claims them, A extracts them, writes its shard
+    # and drops its claim. B must read A's shard. (CI extracted 79 of 60 rows this way.)
+    keys = [bytes([i]) * 16 for i in range(6)]
+    feats = np.arange(12, dtype=np.float32).reshape(6, 2)
+    FeatureCache().put("ns", keys[:4], feats[:4], str(tmp_path))  # A, done and released
+    computed = []
+
+    def compute_b(wanted):
+        computed.append(wanted)
+        return feats[[k[0] for k in wanted]]
+
+    got = FeatureCache().fill("ns", keys, compute_b, str(tmp_path))
+    assert computed == [keys[4:]]
+    np.testing.assert_array_equal(np.stack([got[k] for k in keys]), feats)
+
+
 def test_a_claim_left_by_a_dead_worker_is_taken_over(tmp_path):
     keys = [bytes([i]) * 16 for i in range(4)]
     folder = tmp_path / "ns"
