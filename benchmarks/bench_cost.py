@@ -28,6 +28,9 @@ the probe's:
                  instead of 150 (5-20): N=100 keeps its 20 epochs, N=300 trains 8, N=1,000 3
 ``early_stop``   the default with ``early_stopping=True`` (stops on the rows the guard
                  already holds out; fewer epochs where the validation loss stalls)
+``augment_crop`` the default with ``augment="crop"`` (a random resized crop of each training
+                 image, no flip: a digit flipped is another glyph); the frozen blocks are then
+                 computed every epoch, as augmentation changes their input
 ``cheap``        half the epochs at 128 px (``half_epochs`` and ``size_128`` together)
 
 Every fit starts cold (feature cache and backbone templates emptied); seconds are wall
@@ -79,6 +82,7 @@ METHODS = (
     "fixres_128",
     "early_stop",
     "budget_80",
+    "augment_crop",
     "cheap",
 )
 ABOUT = {
@@ -93,6 +97,7 @@ ABOUT = {
     "fixres_128": "default trained at 128 px, predicting at 160 px",
     "early_stop": "default with early_stopping=True",
     "budget_80": "default, 80 optimiser steps (3-20 epochs)",
+    "augment_crop": "default with augment='crop'",
     "cheap": "half epochs + 128 px",
 }
 
@@ -125,6 +130,8 @@ def fit_method(method, X, y, *, seed, default_epochs, blocks, quick):
         kw["image_size"] = 128
     if method == "early_stop":
         kw["early_stopping"] = True
+    if method == "augment_crop":
+        kw["augment"] = "crop"
     if method == "budget_80" and not quick:
         kw["max_epochs"] = budget(len(y), steps=80, low=3, high=20)
     if method != "freeze_half_recompute":
