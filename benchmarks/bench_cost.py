@@ -12,6 +12,8 @@ the probe's:
 ``all_blocks``   the default with every block trained (``freeze="none"``): the recipe
                  before ``freeze="auto"``
 ``half_epochs``  the default with half its resolved unfrozen epochs (``max_epochs=``)
+``double_epochs`` the default with twice its resolved unfrozen epochs (above the cap of 20
+                 at N <= 240): whether small sets want more steps than the budget gives
 ``freeze_half``  the default with the first half of the body's blocks frozen (``freeze=k``;
                  their backward pass is saved, and on the CPU their forward pass is
                  computed once per row, ``training/_prefix.py``)
@@ -75,6 +77,7 @@ METHODS = (
     "default",
     "all_blocks",
     "half_epochs",
+    "double_epochs",
     "freeze_half",
     "freeze_half_recompute",
     "freeze_late",
@@ -90,6 +93,7 @@ ABOUT = {
     "default": "FineTuneClassifier defaults (today's recipe)",
     "all_blocks": "default with every block trained (freeze='none')",
     "half_epochs": "default, half the unfrozen epochs",
+    "double_epochs": "default, twice the unfrozen epochs",
     "freeze_half": "default, first half of the blocks frozen",
     "freeze_half_recompute": "freeze_half, frozen blocks recomputed every epoch",
     "freeze_late": "default, all but the last 4 blocks frozen",
@@ -120,6 +124,8 @@ def fit_method(method, X, y, *, seed, default_epochs, blocks, quick):
         kw.update(image_size=32, max_epochs=1)
     if method in ("half_epochs", "cheap"):
         kw["max_epochs"] = max(1, default_epochs // 2)
+    if method == "double_epochs":
+        kw["max_epochs"] = 2 * default_epochs
     if method in ("freeze_half", "freeze_half_recompute"):
         kw["freeze"] = blocks // 2
     if method == "all_blocks":
@@ -181,9 +187,9 @@ def run_cell(name, n, seeds, methods, out, *, quick):
         for method in methods:
             if (name, n, seed, method) in done:
                 continue
-            if method in ("half_epochs", "cheap") and default_epochs is None:
+            if method in ("half_epochs", "double_epochs", "cheap") and default_epochs is None:
                 raise SystemExit(
-                    f"--methods: {method!r} halves the default's epochs; run 'default' first"
+                    f"--methods: {method!r} scales the default's epochs; run 'default' first"
                 )
             clear_caches()
             t0 = time.perf_counter()
