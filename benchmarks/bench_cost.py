@@ -88,6 +88,8 @@ METHODS = (
     "augment_crop",
     "cheap",
 )
+# The levers that scale the epochs the default resolved to on the same rows.
+SCALES_EPOCHS = ("half_epochs", "double_epochs", "cheap")
 ABOUT = {
     "probe": "FeatureTransferClassifier (linear probe)",
     "default": "FineTuneClassifier defaults (today's recipe)",
@@ -187,7 +189,7 @@ def run_cell(name, n, seeds, methods, out, *, quick):
         for method in methods:
             if (name, n, seed, method) in done:
                 continue
-            if method in ("half_epochs", "double_epochs", "cheap") and default_epochs is None:
+            if method in SCALES_EPOCHS and default_epochs is None:
                 raise SystemExit(
                     f"--methods: {method!r} scales the default's epochs; run 'default' first"
                 )
