@@ -116,6 +116,34 @@ def test_regressor_takes_nan_targets_as_unlabelled_target_rows():
     assert np.isfinite(reg.predict(Xt)).all()
 
 
+def regression_shift(seed, n=300):
+    """affine_shift's rows with a real-valued target, x0 + 0.5 x1 before the target's map."""
+    X, _, Xt, _ = affine_shift(seed, n)
+    rng = np.random.default_rng(seed)  # the same draws as affine_shift's
+    Xs, Xt0 = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    value = lambda Z: Z[:, 0] + 0.5 * Z[:, 1]  # noqa: E731
+    return X, np.r_[value(Xs), np.full(n, np.nan)], Xt, value(Xt0)
+
+
+@pytest.mark.parametrize("adaptation", ["dann", "coral"])
+def test_both_losses_lower_a_regressors_target_error_at_their_defaults(adaptation):
+    # Measured at the defaults (seeds 0-3, target MSE source only -> dann / coral):
+    # 4.74 -> 1.38 / 0.54, 7.13 -> 1.83 / 1.85, 4.32 -> 2.66 / 1.88, 6.51 -> 3.91 / 2.96.
+    ratios = []
+    for seed in range(3):
+        X, y, Xt, yt = regression_shift(seed)
+        labelled = ~np.isnan(y)
+        mse = []
+        for a, rows in ((None, labelled), (adaptation, slice(None))):
+            torch.manual_seed(seed)
+            reg = FineTuneRegressor(body(), adaptation=a, random_state=seed)
+            reg.fit(X[rows], y[rows])
+            mse.append(np.mean((reg.predict(Xt) - yt) ** 2))
+        ratios.append(mse[1] / mse[0])
+    assert max(ratios) < 0.9, ratios
+    assert np.mean(ratios) < 0.6, ratios
+
+
 @pytest.mark.parametrize("adaptation", ["dann", "coral"])
 def test_adaptation_without_target_rows_warns_and_fine_tunes_on_the_source_rows(adaptation):
     """As the adaptation estimators do: a user who forgot sample_domain gets a warning and
