@@ -144,6 +144,28 @@ def test_both_losses_lower_a_regressors_target_error_at_their_defaults(adaptatio
     assert np.mean(ratios) < 0.6, ratios
 
 
+def test_a_label_free_search_chooses_the_weight_on_the_target_rows_predictions():
+    from sklearn.model_selection import GridSearchCV
+
+    from sktransfer.adaptation import PredictionEntropyScorer, SourceTargetShuffleSplit
+
+    X, y, Xt, _ = affine_shift(4, n=60)
+    scorer = PredictionEntropyScorer(diversity=1.0)
+    search = GridSearchCV(
+        FineTuneClassifier(body(), adaptation="coral", random_state=0),
+        {"adaptation_weight": [0.0, 1.0]},
+        scoring=scorer,
+        cv=SourceTargetShuffleSplit(n_splits=1, random_state=0),
+    ).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isfinite(scores).all() and scores[0] != scores[1]
+    assert search.best_params_["adaptation_weight"] == [0.0, 1.0][int(np.argmax(scores))]
+    # The refit saw every row: the target rows adapted it and are still never a class.
+    best = search.best_estimator_
+    assert list(best.classes_) == [0, 1] and best.n_features_in_ == 2
+    assert set(best.predict(Xt)) <= {0, 1}
+
+
 @pytest.mark.parametrize("adaptation", ["dann", "coral"])
 def test_adaptation_without_target_rows_warns_and_fine_tunes_on_the_source_rows(adaptation):
     """As the adaptation estimators do: a user who forgot sample_domain gets a warning and
