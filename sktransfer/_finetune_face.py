@@ -209,6 +209,11 @@ def record_source_statistics(est, data, plan):
     """After a fit (not ``partial_fit``: one pass over up to 256 rows each call): when the
     body kept its pretrained BatchNorm statistics, each BatchNorm's input statistics on
     the labelled rows (``batchnorm_statistics_``), so that AdaBN and TENT can normalise
-    target rows to where the source rows arrived; returns ``est``."""
-    est.batchnorm_statistics_ = source_statistics(est.module_, est.backbone_, data, plan)
+    target rows to where the source rows arrived; returns ``est``. Not after a fit whose
+    adaptation replaced the pretrained statistics with the target's (``target_batchnorm_``
+    under ``batchnorm_ == "eval"``): they are the data's now, as a body's that trained."""
+    replaced = est.target_batchnorm_ and plan.batchnorm != "train"
+    est.batchnorm_statistics_ = (
+        None if replaced else source_statistics(est.module_, est.backbone_, data, plan)
+    )
     return est

@@ -1,12 +1,14 @@
 """Deep domain adaptation inside fine-tuning: adaptation="dann" | "coral"."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
 from torch import nn
 
-from sktransfer import FineTuneClassifier, FineTuneRegressor
+from sktransfer import AdaBN, FineTuneClassifier, FineTuneRegressor
 from sktransfer.training import AdaptationLoss, coral_loss
 
 
@@ -264,15 +266,56 @@ def test_a_body_whose_batchnorm_trained_ends_with_the_targets_statistics(adaptat
     np.testing.assert_allclose(norm.running_var.numpy(), var.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_pretrained_statistics_and_bodies_without_batchnorm_are_left_alone():
+@pytest.mark.parametrize("adaptation", ["dann", "coral"])
+def test_pretrained_statistics_end_as_the_targets_with_the_sources_folded_in(
+    adaptation, monkeypatch
+):
+    # The default for a pretrained body keeps its BatchNorm statistics in training
+    # (batchnorm_ == "eval"); a fit with adaptation ends as AdaBN would adapt that model:
+    # the source rows' statistics folded in, then the target rows' in their place.
+    from sktransfer.training import _batchnorm
+
+    folded = []
+    fold = _batchnorm.fold_statistics
+    monkeypatch.setattr(
+        _batchnorm, "fold_statistics", lambda m, st: folded.append(st) or fold(m, st)
+    )
     X, y, _, _ = affine_shift(0)
     torch.manual_seed(0)
-    kept = FineTuneClassifier(_bn_body(), adaptation="coral", random_state=0).fit(X, y)
-    assert kept.batchnorm_ == "eval" and kept.target_batchnorm_ is False
+    clf = FineTuneClassifier(_bn_body(), adaptation=adaptation, random_state=0).fit(X, y)
+    assert clf.batchnorm_ == "eval" and clf.target_batchnorm_ is True
+    assert clf.batchnorm_statistics_ is None  # they are the target's now, not pretrained
+    linear, norm = (
+        m for m in clf.backbone_.module.modules() if isinstance(m, (nn.Linear, nn.BatchNorm1d))
+    )
+    with torch.no_grad():
+        src, tgt = linear(torch.from_numpy(X[y >= 0])), linear(torch.from_numpy(X[y < 0]))
+    # Folded first: the source rows' statistics (the 256 evenly spaced of 300 rows) ...
+    ((name, (mean, var)),) = folded[0].items()
+    rows = np.linspace(0, len(src) - 1, 256).astype(int)
+    np.testing.assert_allclose(mean, src[rows].mean(0).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(var, src[rows].var(0, unbiased=False), rtol=1e-4, atol=1e-5)
+    # ... then replaced by the target rows' (BatchNorm's mean over batches of 32).
+    chunks = torch.split(tgt, 32)
+    np.testing.assert_allclose(
+        norm.running_mean.numpy(),
+        torch.stack([c.mean(0) for c in chunks]).mean(0).numpy(),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    # AdaBN on this model has nothing to warn about: its statistics are the data's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AdaBN(clf).fit(X[y < 0])
+
+
+def test_bodies_without_batchnorm_and_fits_without_adaptation_are_left_alone():
+    X, y, _, _ = affine_shift(0)
+    torch.manual_seed(0)
     none = FineTuneClassifier(body(), weights=None, adaptation="coral", random_state=0)
     assert none.fit(X, y).target_batchnorm_ is False
-    plain = FineTuneClassifier(body(), random_state=0).fit(X[y >= 0], y[y >= 0])
-    assert plain.target_batchnorm_ is False
+    plain = FineTuneClassifier(_bn_body(), random_state=0).fit(X[y >= 0], y[y >= 0])
+    assert plain.target_batchnorm_ is False and plain.batchnorm_statistics_ is not None
 
 
 def _first_norm(clf):

@@ -141,11 +141,16 @@ class _SourceFree(WrappingAdapter):
             )
         # A source whose BatchNorm kept pretrained statistics records its rows' own at
         # the end of fit (batchnorm_statistics_); fit folds them in, so the premise holds.
+        # A fit with adaptation may have replaced them with the target's already.
         unrecorded = self._needs_batchnorm and not getattr(src, "batchnorm_statistics_", None)
-        kept = unrecorded and pretrained_statistics_kept(
-            src.module_.body,
-            getattr(src, "batchnorm_", "train"),
-            getattr(src, "freeze_", getattr(src, "freeze", None)),
+        kept = (
+            unrecorded
+            and not getattr(src, "target_batchnorm_", False)
+            and pretrained_statistics_kept(
+                src.module_.body,
+                getattr(src, "batchnorm_", "train"),
+                getattr(src, "freeze_", getattr(src, "freeze", None)),
+            )
         )
         if kept:
             warnings.warn(

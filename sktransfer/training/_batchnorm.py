@@ -180,23 +180,40 @@ def row_batches(backbone, source, rows, batch_size: int, device):
 
 
 def target_batchnorm(model, backbone, data, plan) -> bool:
-    """After an unfrozen phase with adaptation whose BatchNorm trained (``plan.batchnorm
-    == "train"``): the running statistics re-estimated on the target rows alone, except
-    in the blocks ``plan.freeze`` keeps frozen (their statistics never trained). Training
-    on batches that mix both domains leaves statistics of the mixture, which normalise
-    neither domain's rows as the network saw them (measured: LeNet on Fashion-MNIST ->
-    low contrast, 0.108 at adaptation weight 0 against 0.370 for the source rows alone,
-    0.672 with the target's statistics). Returns whether it ran."""
+    """After an unfrozen phase with adaptation: the BatchNorm statistics of the target
+    rows, the domain ``predict`` will see. Returns whether it ran.
+
+    - BatchNorm that trained (``plan.batchnorm == "train"``): the running statistics
+      re-estimated on the target rows alone, except in the blocks ``plan.freeze`` keeps
+      frozen (their statistics never trained). Training on batches that mix both domains
+      leaves statistics of the mixture, which normalise neither domain's rows as the
+      network saw them (measured: LeNet on Fashion-MNIST -> low contrast, 0.108 at
+      adaptation weight 0 against 0.370 for the source rows alone, 0.672 with the
+      target's statistics).
+    - Pretrained statistics kept (``"eval"``, the default for a pretrained body): what
+      ``AdaBN`` does to such a source model, in every BatchNorm of the body. The source
+      rows' own statistics are folded in (``fold_statistics``: the body computes what it
+      did), then replaced by the target rows', so that target features arrive where the
+      source's did in training, not where ImageNet's would.
+    """
     d = data.targets.get("d")
-    if plan.batchnorm != "train" or d is None:
+    if d is None or not batchnorms(model.body):
         return False
     rows = np.flatnonzero(np.asarray(d) == 0)
     if len(rows) < 2:
         return False
     body = model.to(plan.device).body
-    _, keep = frozen_of(body, plan.freeze)
+    run = body_runner(body, plan)
+    if plan.batchnorm == "train":
+        _, keep = frozen_of(body, plan.freeze)
+    else:
+        stats = source_statistics(model, backbone, data, plan)
+        if not stats:
+            return False
+        fold_statistics(model, stats)
+        keep = ()
     batches = row_batches(backbone, data.source, rows, plan.batch_size, plan.device)
-    done = reestimate_batchnorm(body, batches, run=body_runner(body, plan), keep=keep)
+    done = reestimate_batchnorm(body, batches, run=run, keep=keep)
     if done:
         plan.say(f"BatchNorm statistics re-estimated on the {len(rows)} target rows")
     return done
