@@ -280,11 +280,12 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         Epochs without improvement of the validation loss before early stopping stops.
     adaptation : None, "dann", "coral" or AdaptationLoss, default=None
         Deep domain adaptation with unlabelled target rows (y == -1 or ``sample_domain``);
-        an ``sktransfer.training.AdaptationLoss`` object plugs in another method. Where
-        the body's BatchNorm trains (``batchnorm_ == "train"``), its running statistics
-        (outside frozen blocks) are re-estimated on the target rows after each unfrozen
-        phase (AdaBN), so the fitted model is the target domain's
-        (``target_batchnorm_``).
+        an ``sktransfer.training.AdaptationLoss`` object plugs in another method. After
+        each unfrozen phase the body's BatchNorm statistics become the target rows'
+        (AdaBN), so the fitted model is the target domain's (``target_batchnorm_``):
+        where they trained (``batchnorm_ == "train"``), outside frozen blocks; where the
+        pretrained ones were kept (``"eval"``), in every layer, with the source rows'
+        statistics folded in first, as ``AdaBN`` adapts such a model.
     adaptation_weight : float, default=1.0
         Weight of the adaptation loss (DANN's domain loss, or the CORAL distance)
         against the classification loss.
@@ -352,7 +353,7 @@ class FineTuneClassifier(ClassifierMixin, _SingleTaskFineTune):
         ``adaptation``).
     batchnorm_statistics_ : dict or None
         When the body kept pretrained BatchNorm statistics (``batchnorm_ == "eval"``, or
-        BatchNorm in blocks ``freeze`` kept frozen):
+        BatchNorm in blocks ``freeze`` kept frozen) and no ``adaptation`` replaced them:
         per BatchNorm layer (by name in ``module_``), the (mean, variance) of its input
         over the labelled rows (up to 256, evenly spaced), recorded at the end of ``fit``
         in one pass without gradients; ``AdaBN`` and ``TENT`` fold them in, so that they
@@ -734,8 +735,8 @@ class FineTuneRegressor(RegressorMixin, _SingleTaskFineTune):
     adaptation : None, "dann", "coral" or AdaptationLoss, default=None
         Deep domain adaptation with unlabelled target rows (y = NaN or ``sample_domain``);
         an ``sktransfer.training.AdaptationLoss`` object plugs in another method.
-        BatchNorm statistics that trained end as the target rows', as in
-        ``FineTuneClassifier`` (``target_batchnorm_``).
+        BatchNorm statistics end as the target rows', as in ``FineTuneClassifier``
+        (``target_batchnorm_``).
     adaptation_weight : float, default=1.0
         Weight of the adaptation loss against the regression loss.
     warm_start : bool, default=False
