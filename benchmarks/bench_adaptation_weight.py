@@ -26,12 +26,10 @@ it is not fitted again), so runs split over processes add up.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 import numpy as np
-from bench_source_free import SHIFTS, draw, source_model
+from bench_source_free import SHIFTS, draw, results, shift_arguments, source_model
 
 from sktransfer.adaptation import PredictionEntropyScorer
 
@@ -139,36 +137,16 @@ def picks(rows, losses):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "--body",
-        default="lenet",
-        choices=["lenet", "efficientnet_lite0", "efficientnet_lite0_default"],
-    )
+    shift_arguments(ap)
     ap.add_argument("--quick", action="store_true", help="one seed, one shift, few rows")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--shifts", nargs="+", default=list(SHIFTS), choices=SHIFTS)
     ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1, 0.3, 1.0, 3.0])
-    ap.add_argument("--n-source", type=int, default=1000)
-    ap.add_argument("--n-target", type=int, default=500)
-    ap.add_argument("--out", help="append results to this JSON-lines file")
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.shifts, args.weights = [0], ["mnist->digits"], [0.0, 1.0]
         args.n_source, args.n_target = 200, 100
-    rows = []
-    if args.out and os.path.exists(args.out):
-        with open(args.out) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        rows = [r for r in rows if r["body"] == args.body]
+    rows, emit = results(args.out, args.body)
     done = {(r["shift"], r["loss"], r["weight"], r["seed"]) for r in rows}
-
-    def emit(row):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
 
     run(
         args.body,

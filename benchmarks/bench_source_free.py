@@ -262,37 +262,54 @@ def losses(rows):
     return "\n".join(out)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def shift_arguments(ap):
+    """The options every benchmark on these shifts takes: the source recipe, the seeds,
+    the shifts, the rows drawn and the results file."""
     ap.add_argument(
         "--body",
         default="lenet",
         choices=["lenet", "efficientnet_lite0", "efficientnet_lite0_default"],
     )
-    ap.add_argument("--quick", action="store_true", help="one seed, two shifts, few rows")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--shifts", nargs="+", default=list(SHIFTS), choices=SHIFTS)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--n-source", type=int, default=1000)
     ap.add_argument("--n-target", type=int, default=500)
     ap.add_argument("--out", help="append results to this JSON-lines file")
+
+
+def results(out, body, shown=lambda row: row):
+    """(rows, emit): the rows of ``body`` already in ``out`` (a JSON-lines file, or None),
+    and a function that adds a row to them, prints ``shown(row)`` and appends it to
+    ``out`` as soon as it is measured."""
+    rows = []
+    if out and os.path.exists(out):
+        with open(out) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        rows = [r for r in rows if r["body"] == body]
+
+    def emit(row):
+        rows.append(row)
+        print(json.dumps(shown(row)), flush=True)
+        if out:
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    return rows, emit
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    shift_arguments(ap)
+    ap.add_argument("--quick", action="store_true", help="one seed, two shifts, few rows")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.shifts = [0], ["mnist->digits", "fashion:invert"]
         args.n_source, args.n_target = 300, 200
-    rows = []
-    if args.out and os.path.exists(args.out):
-        with open(args.out) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        rows = [r for r in rows if r["body"] == args.body]
+    rows, emit = results(
+        args.out, args.body, lambda row: {k: v for k, v in row.items() if k != "history"}
+    )
     done = {(r["shift"], r["method"], r["seed"]) for r in rows}
-
-    def emit(row):
-        rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
 
     run(args.body, args.shifts, args.methods, args.seeds, args.n_source, args.n_target, done, emit)
     print(f"\n{args.body}: target accuracy, mean ± std over seeds (seeds, fit CPU seconds)\n")
